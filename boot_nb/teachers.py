@@ -7,7 +7,7 @@ __all__ = ['PREDICTION_TYPES', 'SHIPPED_TEACHERS', 'SUPPORTED_PIPELINES', 'x0_fr
            'DiffusersTeacher', 'LatentDiffusersTeacher', 'teacher_from_pipeline', 'shipped_teachers', 'load_teacher',
            'null_cond', 'GuidedTeacher', 'ContextSet', 'context_set']
 
-# %% ../nbs/03_teachers.ipynb #b0f8007b
+# %% ../nbs/03_teachers.ipynb #2e35733d
 import importlib.resources, json, os, socket
 from pathlib import Path
 from urllib.parse import urlparse
@@ -15,7 +15,7 @@ import torch
 import diffusers
 from .schedules import DiscreteSchedule
 
-# %% ../nbs/03_teachers.ipynb #12160a9e
+# %% ../nbs/03_teachers.ipynb #34425a72
 PREDICTION_TYPES = ('epsilon', 'v_prediction', 'sample')
 
 def x0_from_output(out, x_t, alpha, sigma, prediction_type):
@@ -25,7 +25,7 @@ def x0_from_output(out, x_t, alpha, sigma, prediction_type):
     if prediction_type == 'sample': return out
     raise ValueError(f'Unknown prediction_type {prediction_type!r}; supported: {PREDICTION_TYPES}.')
 
-# %% ../nbs/03_teachers.ipynb #49d9ec6b
+# %% ../nbs/03_teachers.ipynb #419ad502
 def expand_cond(cond, n):
     "`cond` for a batch of `n`: None, a list of `n` prompts, or a tensor of `n` labels / embeddings; batch-1 conds repeated."
     if cond is None: return None
@@ -38,12 +38,12 @@ def expand_cond(cond, n):
     if len(cond) != n: raise ValueError(f'cond has batch size {len(cond)}, but the batch has {n} samples (a cond of batch 1 is repeated).')
     return cond
 
-# %% ../nbs/03_teachers.ipynb #79234d9e
+# %% ../nbs/03_teachers.ipynb #ae52844a
 class PromptEncoder(torch.nn.Module):
     "Prompts -> text-encoder hidden states (B, L, D) by the pipeline's own `encode_prompt`, each distinct prompt encoded once."
-    def __init__(self, pipeline, negative_prompt=''):
+    def __init__(self, pipeline, negative_prompt='', max_cached=None):
         super().__init__()
-        self.text_encoder, self.negative_prompt, self.cache = pipeline.text_encoder, negative_prompt, {}
+        self.text_encoder, self.negative_prompt, self.max_cached, self.cache = pipeline.text_encoder, negative_prompt, max_cached, {}
         self._encode_prompt = pipeline.encode_prompt
 
     @torch.no_grad()
@@ -56,7 +56,10 @@ class PromptEncoder(torch.nn.Module):
         "The hidden states of `prompts`, encoding only those not in the cache."
         new = [p for p in dict.fromkeys(prompts) if p not in self.cache]
         if new: self.cache.update(zip(new, self.encode(new)))
-        return torch.stack([self.cache[p] for p in prompts])
+        states = torch.stack([self.cache[p] for p in prompts])
+        for p in dict.fromkeys(prompts): self.cache[p] = self.cache.pop(p)      # most recently used last
+        while self.max_cached is not None and len(self.cache) > self.max_cached: del self.cache[next(iter(self.cache))]
+        return states
 
     @property
     def negative(self):
@@ -67,7 +70,7 @@ class PromptEncoder(torch.nn.Module):
         self.cache.clear()        # cached states are on the old device / dtype
         return super()._apply(fn, *args, **kwargs)
 
-# %% ../nbs/03_teachers.ipynb #3429fa14
+# %% ../nbs/03_teachers.ipynb #fde61724
 def _conditioning(net):
     "How `net` takes a condition: 'text' (encoder hidden states), 'class' (labels) or None."
     c = net.config
@@ -149,7 +152,7 @@ class DiffusersTeacher(torch.nn.Module):
         kwargs = {'prediction_type': c.get('prediction_type', 'epsilon'), 'clip_sample': clip, 'thresholding': thresh, **kwargs}
         return cls(unet, DiscreteSchedule.from_scheduler(scheduler), **kwargs)
 
-# %% ../nbs/03_teachers.ipynb #87009612
+# %% ../nbs/03_teachers.ipynb #b4fc6cd6
 class LatentDiffusersTeacher(DiffusersTeacher):
     "A latent diffusion teacher (Stable Diffusion): it denoises VAE latents, and `decode` maps latents to images, eq. (2)."
     def __init__(self, net, schedule, vae, **kwargs):
@@ -172,7 +175,7 @@ def teacher_from_pipeline(pipeline, scheduler=None, negative_prompt='', **kwargs
     if vae is None: return DiffusersTeacher.from_diffusers(unet, scheduler, **kwargs)
     return LatentDiffusersTeacher.from_diffusers(unet, scheduler, vae=vae, **kwargs)
 
-# %% ../nbs/03_teachers.ipynb #714cfad2
+# %% ../nbs/03_teachers.ipynb #8010794f
 SHIPPED_TEACHERS = Path(str(importlib.resources.files('boot_nb'))) / 'assets' / 'teachers'
 _UNETS = ('UNet2DModel', 'UNet2DConditionModel')
 SUPPORTED_PIPELINES = ('DDPMPipeline', 'DDIMPipeline', 'StableDiffusionPipeline', 'IFPipeline')
@@ -225,7 +228,7 @@ def _scheduler(scheduler):
     if cls is None: raise FileNotFoundError(f'{str(scheduler)!r} is not a scheduler folder: it has no scheduler_config.json.')
     return getattr(diffusers, cls).from_pretrained(scheduler)
 
-# %% ../nbs/03_teachers.ipynb #b5eacea2
+# %% ../nbs/03_teachers.ipynb #f7828de2
 def load_teacher(name_or_folder, device=None, dtype=None, *, scheduler=None, null_class=None, negative_prompt=None):
     "A teacher from a hub id, a local pipeline or UNet folder, or a shipped teacher's name (see the layouts above)."
     path = _find(name_or_folder)
@@ -252,7 +255,7 @@ def load_teacher(name_or_folder, device=None, dtype=None, *, scheduler=None, nul
                          f'found {what}. {_SUPPORTED} Save a pipeline with `pipeline.save_pretrained(folder)`.')
     return teacher.to(device).eval().requires_grad_(False)
 
-# %% ../nbs/03_teachers.ipynb #60ec04fa
+# %% ../nbs/03_teachers.ipynb #1e2ad0ee
 def null_cond(teacher, cond, n):
     "The unconditional condition in the form of `cond`, for a batch of `n`: label -1, the negative prompt, or its hidden states."
     prompts = getattr(teacher, 'prompts', None)
@@ -290,7 +293,7 @@ class GuidedTeacher(torch.nn.Module):
 
     def extra_repr(self): return f'w={self.w}'
 
-# %% ../nbs/03_teachers.ipynb #ef02de58
+# %% ../nbs/03_teachers.ipynb #08e5ad6e
 class ContextSet:
     "The context set D of Algorithm 1: prompts or labels, sampled uniformly; empty (None) for an unconditional teacher."
     def __init__(self, conds=None):
