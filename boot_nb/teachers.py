@@ -7,7 +7,7 @@ __all__ = ['PREDICTION_TYPES', 'SHIPPED_TEACHERS', 'SUPPORTED_PIPELINES', 'x0_fr
            'DiffusersTeacher', 'LatentDiffusersTeacher', 'teacher_from_pipeline', 'shipped_teachers', 'load_teacher',
            'null_cond', 'GuidedTeacher', 'ContextSet', 'context_set']
 
-# %% ../nbs/03_teachers.ipynb #2e35733d
+# %% ../nbs/03_teachers.ipynb #14c62847
 import importlib.resources, json, os, socket
 from pathlib import Path
 from urllib.parse import urlparse
@@ -15,7 +15,7 @@ import torch
 import diffusers
 from .schedules import DiscreteSchedule
 
-# %% ../nbs/03_teachers.ipynb #34425a72
+# %% ../nbs/03_teachers.ipynb #c9452be7
 PREDICTION_TYPES = ('epsilon', 'v_prediction', 'sample')
 
 def x0_from_output(out, x_t, alpha, sigma, prediction_type):
@@ -25,7 +25,7 @@ def x0_from_output(out, x_t, alpha, sigma, prediction_type):
     if prediction_type == 'sample': return out
     raise ValueError(f'Unknown prediction_type {prediction_type!r}; supported: {PREDICTION_TYPES}.')
 
-# %% ../nbs/03_teachers.ipynb #419ad502
+# %% ../nbs/03_teachers.ipynb #ca67ce18
 def expand_cond(cond, n):
     "`cond` for a batch of `n`: None, a list of `n` prompts, or a tensor of `n` labels / embeddings; batch-1 conds repeated."
     if cond is None: return None
@@ -38,7 +38,7 @@ def expand_cond(cond, n):
     if len(cond) != n: raise ValueError(f'cond has batch size {len(cond)}, but the batch has {n} samples (a cond of batch 1 is repeated).')
     return cond
 
-# %% ../nbs/03_teachers.ipynb #ae52844a
+# %% ../nbs/03_teachers.ipynb #aa916605
 class PromptEncoder(torch.nn.Module):
     "Prompts -> text-encoder hidden states (B, L, D) by the pipeline's own `encode_prompt`, each distinct prompt encoded once."
     def __init__(self, pipeline, negative_prompt='', max_cached=None):
@@ -70,12 +70,12 @@ class PromptEncoder(torch.nn.Module):
         self.cache.clear()        # cached states are on the old device / dtype
         return super()._apply(fn, *args, **kwargs)
 
-# %% ../nbs/03_teachers.ipynb #fde61724
-def _conditioning(net):
-    "How `net` takes a condition: 'text' (encoder hidden states), 'class' (labels) or None."
+# %% ../nbs/03_teachers.ipynb #a991c9c7
+def _cond_kind(net):
+    "How `net` takes a condition: 'text' (encoder hidden states), 'label' (class labels) or None."
     c = net.config
     if 'cross_attention_dim' in c: return 'text'
-    if c.get('num_class_embeds') is not None or c.get('class_embed_type') is not None: return 'class'
+    if c.get('num_class_embeds') is not None or c.get('class_embed_type') is not None: return 'label'
     return None
 
 class DiffusersTeacher(torch.nn.Module):
@@ -91,18 +91,18 @@ class DiffusersTeacher(torch.nn.Module):
         size = c.sample_size if isinstance(c.sample_size, (tuple, list)) else (c.sample_size, c.sample_size)
         self.sample_shape = tuple(sample_shape or (c.in_channels, *size))
         self.learned_variance = c.out_channels == 2 * c.in_channels
-        self.conditioning, self.null_class, self.prompts, self.info = _conditioning(net), null_class, prompts, dict(info or {})
-        if null_class is not None and not (self.conditioning == 'class' and 0 <= null_class < (c.get('num_class_embeds') or 0)):
+        self.cond_kind, self.null_class, self.prompts, self.info = _cond_kind(net), null_class, prompts, dict(info or {})
+        if null_class is not None and not (self.cond_kind == 'label' and 0 <= null_class < (c.get('num_class_embeds') or 0)):
             raise ValueError(f'null_class={null_class} needs a class-conditional UNet with more than {null_class} classes.')
 
     def cond_kwargs(self, net, cond, n):
         "Keyword arguments that pass `cond` (labels, prompts, embeddings or None) for a batch of `n` to `net`."
         cond = expand_cond(cond, n)
-        if self.conditioning is None:
+        if self.cond_kind is None:
             if cond is not None: raise ValueError('This teacher is unconditional: call it with cond=None.')
             return {}
         p = next(net.parameters())
-        if self.conditioning == 'class':
+        if self.cond_kind == 'label':
             labels = torch.full((n,), -1) if cond is None else cond
             if isinstance(labels, list) or labels.is_floating_point():
                 raise TypeError('This teacher is class-conditional: cond must be a LongTensor of labels (-1 = unconditional).')
@@ -120,6 +120,11 @@ class DiffusersTeacher(torch.nn.Module):
         elif not cond.is_floating_point():
             raise TypeError('This teacher is text-conditional: cond must be prompts (list of str) or hidden states (B, L, D).')
         return {'encoder_hidden_states': cond.to(device=p.device, dtype=p.dtype)}
+
+    def encode_prompt(self, prompts):
+        "The text encoder's hidden states (B, L, D) of `prompts` (list of str), through the prompt cache."
+        if self.prompts is None: raise ValueError('This teacher has no text encoder.')
+        return self.prompts(list(prompts))
 
     def postprocess(self, x0):
         "Clip (`clip_sample`) or dynamically threshold (`thresholding` = (ratio, max value)) the x0 prediction, as diffusers does."
@@ -152,7 +157,7 @@ class DiffusersTeacher(torch.nn.Module):
         kwargs = {'prediction_type': c.get('prediction_type', 'epsilon'), 'clip_sample': clip, 'thresholding': thresh, **kwargs}
         return cls(unet, DiscreteSchedule.from_scheduler(scheduler), **kwargs)
 
-# %% ../nbs/03_teachers.ipynb #b4fc6cd6
+# %% ../nbs/03_teachers.ipynb #92ab389d
 class LatentDiffusersTeacher(DiffusersTeacher):
     "A latent diffusion teacher (Stable Diffusion): it denoises VAE latents, and `decode` maps latents to images, eq. (2)."
     def __init__(self, net, schedule, vae, **kwargs):
@@ -175,7 +180,7 @@ def teacher_from_pipeline(pipeline, scheduler=None, negative_prompt='', **kwargs
     if vae is None: return DiffusersTeacher.from_diffusers(unet, scheduler, **kwargs)
     return LatentDiffusersTeacher.from_diffusers(unet, scheduler, vae=vae, **kwargs)
 
-# %% ../nbs/03_teachers.ipynb #8010794f
+# %% ../nbs/03_teachers.ipynb #af7503a5
 SHIPPED_TEACHERS = Path(str(importlib.resources.files('boot_nb'))) / 'assets' / 'teachers'
 _UNETS = ('UNet2DModel', 'UNet2DConditionModel')
 SUPPORTED_PIPELINES = ('DDPMPipeline', 'DDIMPipeline', 'StableDiffusionPipeline', 'IFPipeline')
@@ -228,7 +233,7 @@ def _scheduler(scheduler):
     if cls is None: raise FileNotFoundError(f'{str(scheduler)!r} is not a scheduler folder: it has no scheduler_config.json.')
     return getattr(diffusers, cls).from_pretrained(scheduler)
 
-# %% ../nbs/03_teachers.ipynb #f7828de2
+# %% ../nbs/03_teachers.ipynb #bf4aaea6
 def load_teacher(name_or_folder, device=None, dtype=None, *, scheduler=None, null_class=None, negative_prompt=None):
     "A teacher from a hub id, a local pipeline or UNet folder, or a shipped teacher's name (see the layouts above)."
     path = _find(name_or_folder)
@@ -255,7 +260,7 @@ def load_teacher(name_or_folder, device=None, dtype=None, *, scheduler=None, nul
                          f'found {what}. {_SUPPORTED} Save a pipeline with `pipeline.save_pretrained(folder)`.')
     return teacher.to(device).eval().requires_grad_(False)
 
-# %% ../nbs/03_teachers.ipynb #1e2ad0ee
+# %% ../nbs/03_teachers.ipynb #ebb2b514
 def null_cond(teacher, cond, n):
     "The unconditional condition in the form of `cond`, for a batch of `n`: label -1, the negative prompt, or its hidden states."
     prompts = getattr(teacher, 'prompts', None)
@@ -293,7 +298,7 @@ class GuidedTeacher(torch.nn.Module):
 
     def extra_repr(self): return f'w={self.w}'
 
-# %% ../nbs/03_teachers.ipynb #08e5ad6e
+# %% ../nbs/03_teachers.ipynb #ace780cf
 class ContextSet:
     "The context set D of Algorithm 1: prompts or labels, sampled uniformly; empty (None) for an unconditional teacher."
     def __init__(self, conds=None):
