@@ -7,7 +7,7 @@ __all__ = ['PREDICTION_TYPES', 'SHIPPED_TEACHERS', 'SUPPORTED_PIPELINES', 'x0_fr
            'DiffusersTeacher', 'LatentDiffusersTeacher', 'teacher_from_pipeline', 'shipped_teachers', 'load_teacher',
            'null_cond', 'GuidedTeacher', 'ContextSet', 'context_set']
 
-# %% ../nbs/03_teachers.ipynb #14c62847
+# %% ../nbs/03_teachers.ipynb #9f6b218b
 import importlib.resources, json, os, socket
 from pathlib import Path
 from urllib.parse import urlparse
@@ -15,7 +15,7 @@ import torch
 import diffusers
 from .schedules import DiscreteSchedule
 
-# %% ../nbs/03_teachers.ipynb #c9452be7
+# %% ../nbs/03_teachers.ipynb #7ce0cb19
 PREDICTION_TYPES = ('epsilon', 'v_prediction', 'sample')
 
 def x0_from_output(out, x_t, alpha, sigma, prediction_type):
@@ -25,7 +25,7 @@ def x0_from_output(out, x_t, alpha, sigma, prediction_type):
     if prediction_type == 'sample': return out
     raise ValueError(f'Unknown prediction_type {prediction_type!r}; supported: {PREDICTION_TYPES}.')
 
-# %% ../nbs/03_teachers.ipynb #ca67ce18
+# %% ../nbs/03_teachers.ipynb #09d7c028
 def expand_cond(cond, n):
     "`cond` for a batch of `n`: None, a list of `n` prompts, or a tensor of `n` labels / embeddings; batch-1 conds repeated."
     if cond is None: return None
@@ -38,7 +38,7 @@ def expand_cond(cond, n):
     if len(cond) != n: raise ValueError(f'cond has batch size {len(cond)}, but the batch has {n} samples (a cond of batch 1 is repeated).')
     return cond
 
-# %% ../nbs/03_teachers.ipynb #aa916605
+# %% ../nbs/03_teachers.ipynb #9674b146
 class PromptEncoder(torch.nn.Module):
     "Prompts -> text-encoder hidden states (B, L, D) by the pipeline's own `encode_prompt`, each distinct prompt encoded once."
     def __init__(self, pipeline, negative_prompt='', max_cached=None):
@@ -70,7 +70,7 @@ class PromptEncoder(torch.nn.Module):
         self.cache.clear()        # cached states are on the old device / dtype
         return super()._apply(fn, *args, **kwargs)
 
-# %% ../nbs/03_teachers.ipynb #a991c9c7
+# %% ../nbs/03_teachers.ipynb #53f9cd4c
 def _cond_kind(net):
     "How `net` takes a condition: 'text' (encoder hidden states), 'label' (class labels) or None."
     c = net.config
@@ -157,7 +157,7 @@ class DiffusersTeacher(torch.nn.Module):
         kwargs = {'prediction_type': c.get('prediction_type', 'epsilon'), 'clip_sample': clip, 'thresholding': thresh, **kwargs}
         return cls(unet, DiscreteSchedule.from_scheduler(scheduler), **kwargs)
 
-# %% ../nbs/03_teachers.ipynb #92ab389d
+# %% ../nbs/03_teachers.ipynb #ae7faf71
 class LatentDiffusersTeacher(DiffusersTeacher):
     "A latent diffusion teacher (Stable Diffusion): it denoises VAE latents, and `decode` maps latents to images, eq. (2)."
     def __init__(self, net, schedule, vae, **kwargs):
@@ -180,7 +180,7 @@ def teacher_from_pipeline(pipeline, scheduler=None, negative_prompt='', **kwargs
     if vae is None: return DiffusersTeacher.from_diffusers(unet, scheduler, **kwargs)
     return LatentDiffusersTeacher.from_diffusers(unet, scheduler, vae=vae, **kwargs)
 
-# %% ../nbs/03_teachers.ipynb #af7503a5
+# %% ../nbs/03_teachers.ipynb #52aaef9d
 SHIPPED_TEACHERS = Path(str(importlib.resources.files('boot_nb'))) / 'assets' / 'teachers'
 _UNETS = ('UNet2DModel', 'UNet2DConditionModel')
 SUPPORTED_PIPELINES = ('DDPMPipeline', 'DDIMPipeline', 'StableDiffusionPipeline', 'IFPipeline')
@@ -198,9 +198,9 @@ def _hub_reachable(timeout=3.):
             return True
     except OSError: return False
 
-def _hub_folder(name):
+def _hub_folder(name, **kwargs):
     "A local snapshot of hub pipeline `name` (without safety checker and the like): from the cache if there, else downloaded."
-    try: return diffusers.DiffusionPipeline.download(name, local_files_only=True, **_UNUSED)
+    try: return diffusers.DiffusionPipeline.download(name, local_files_only=True, **_UNUSED, **kwargs)
     except Exception: pass
     if not _hub_reachable():
         raise OSError(
@@ -209,20 +209,20 @@ def _hub_folder(name):
             '(no network, or HF_HUB_OFFLINE is set). On a machine with internet run\n'
             f'    diffusers.DiffusionPipeline.from_pretrained({name!r}).save_pretrained("path/to/folder")\n'
             'copy the folder here and call load_teacher("path/to/folder").')
-    return diffusers.DiffusionPipeline.download(name, **_UNUSED)
+    return diffusers.DiffusionPipeline.download(name, **_UNUSED, **kwargs)
 
 def shipped_teachers():
     "Names of the teachers that ship inside the boot_nb package."
     return sorted(p.name for p in SHIPPED_TEACHERS.iterdir() if (p / 'model_index.json').exists()) if SHIPPED_TEACHERS.exists() else []
 
-def _find(name_or_folder):
-    "The local folder for a folder path, a shipped teacher's name or a hub id."
+def _find(name_or_folder, **kwargs):
+    "The local folder for a folder path, a shipped teacher's name or a hub id (downloaded with `kwargs`)."
     path = Path(name_or_folder).expanduser()
     if not path.exists() and str(name_or_folder) in shipped_teachers(): path = SHIPPED_TEACHERS / str(name_or_folder)
     if path.exists(): return path
     if Path(name_or_folder).is_absolute() or str(name_or_folder).startswith('.'):
         raise FileNotFoundError(f'No such folder: {name_or_folder!r}.')
-    return Path(_hub_folder(str(name_or_folder)))
+    return Path(_hub_folder(str(name_or_folder), **kwargs))
 
 def _read_json(path): return json.loads(path.read_text()) if path.exists() else {}
 
@@ -233,34 +233,34 @@ def _scheduler(scheduler):
     if cls is None: raise FileNotFoundError(f'{str(scheduler)!r} is not a scheduler folder: it has no scheduler_config.json.')
     return getattr(diffusers, cls).from_pretrained(scheduler)
 
-# %% ../nbs/03_teachers.ipynb #bf4aaea6
-def load_teacher(name_or_folder, device=None, dtype=None, *, scheduler=None, null_class=None, negative_prompt=None):
-    "A teacher from a hub id, a local pipeline or UNet folder, or a shipped teacher's name (see the layouts above)."
-    path = _find(name_or_folder)
+# %% ../nbs/03_teachers.ipynb #0755a6c5
+def load_teacher(name_or_folder, device=None, dtype=None, *, scheduler=None, null_class=None, negative_prompt=None, **kwargs):
+    "A teacher from a hub id, a local pipeline or UNet folder, or a shipped teacher's name; `kwargs` go to diffusers' `from_pretrained`."
+    path = _find(name_or_folder, **kwargs)
     info = _read_json(path / 'boot_nb.json')
-    kwargs = dict(null_class=info.get('null_class') if null_class is None else null_class, info=info)
+    extra = dict(null_class=info.get('null_class') if null_class is None else null_class, info=info)
     index, config = _read_json(path / 'model_index.json'), _read_json(path / 'config.json')
     if index:
         found = {k: v[1] for k, v in index.items() if isinstance(v, list) and v[1]}
         if index.get('_class_name') not in SUPPORTED_PIPELINES or found.get('unet') not in _UNETS:
             raise ValueError(f'Unsupported pipeline in {str(path)!r}: {index.get("_class_name")} with {found}. {_SUPPORTED}')
-        pipe = diffusers.DiffusionPipeline.from_pretrained(path, torch_dtype=dtype, **{k: None for k in _UNUSED if k in index})
+        pipe = diffusers.DiffusionPipeline.from_pretrained(path, torch_dtype=dtype, **{k: None for k in _UNUSED if k in index}, **kwargs)
         negative = info.get('negative_prompt', '') if negative_prompt is None else negative_prompt
-        teacher = teacher_from_pipeline(pipe, scheduler and _scheduler(scheduler), negative, **kwargs)
+        teacher = teacher_from_pipeline(pipe, scheduler and _scheduler(scheduler), negative, **extra)
     elif config.get('_class_name') in _UNETS:
         scheduler = scheduler if scheduler is not None else path.parent / 'scheduler'
         if isinstance(scheduler, Path) and not scheduler.exists():
             raise ValueError(f'{str(path)!r} is a bare {config["_class_name"]} folder: pass its scheduler, '
                              'load_teacher(folder, scheduler=scheduler_folder_or_object).')
-        unet = getattr(diffusers, config['_class_name']).from_pretrained(path, torch_dtype=dtype)
-        teacher = DiffusersTeacher.from_diffusers(unet, _scheduler(scheduler), **kwargs)
+        unet = getattr(diffusers, config['_class_name']).from_pretrained(path, torch_dtype=dtype, **kwargs)
+        teacher = DiffusersTeacher.from_diffusers(unet, _scheduler(scheduler), **extra)
     else:
         what = f'a {config["_class_name"]} config' if config.get('_class_name') else sorted(p.name for p in path.iterdir())[:12]
         raise ValueError(f'{str(path)!r} is neither a diffusers pipeline folder (model_index.json) nor a UNet folder; '
                          f'found {what}. {_SUPPORTED} Save a pipeline with `pipeline.save_pretrained(folder)`.')
     return teacher.to(device).eval().requires_grad_(False)
 
-# %% ../nbs/03_teachers.ipynb #ebb2b514
+# %% ../nbs/03_teachers.ipynb #803b54d3
 def null_cond(teacher, cond, n):
     "The unconditional condition in the form of `cond`, for a batch of `n`: label -1, the negative prompt, or its hidden states."
     prompts = getattr(teacher, 'prompts', None)
@@ -298,7 +298,7 @@ class GuidedTeacher(torch.nn.Module):
 
     def extra_repr(self): return f'w={self.w}'
 
-# %% ../nbs/03_teachers.ipynb #ace780cf
+# %% ../nbs/03_teachers.ipynb #e3b4ffae
 class ContextSet:
     "The context set D of Algorithm 1: prompts or labels, sampled uniformly; empty (None) for an unconditional teacher."
     def __init__(self, conds=None):
