@@ -6,20 +6,20 @@
 __all__ = ['LPIPS_BACKBONES', 'l2', 'lpips_backbone_file', 'LPIPSDistance', 'loss_distance', 'BSLoss', 'BCLoss', 'BOOTLoss',
            'gaussian_signal']
 
-# %% ../nbs/06_losses.ipynb #d76e56cc
+# %% ../nbs/06_losses.ipynb #c857928d
 import importlib
 from pathlib import Path
 import torch
 import torch.nn.functional as F
 from .sampling import _bc, ddim_ratio, signal_step
 
-# %% ../nbs/06_losses.ipynb #ed31a6b7
+# %% ../nbs/06_losses.ipynb #2f24184f
 def l2(a, b):
     "Squared L2 distance per sample, averaged over elements: ||a - b||^2 / D, shape (B,), in float32 or better."
     dtype = torch.promote_types(a.dtype, torch.float32)
     return (a.to(dtype) - b.to(dtype)).pow(2).flatten(1).mean(1)
 
-# %% ../nbs/06_losses.ipynb #9854cec2
+# %% ../nbs/06_losses.ipynb #230c4c8a
 LPIPS_BACKBONES = {'alex': 'alexnet-owt-7be5be79.pth', 'vgg': 'vgg16-397923af.pth', 'squeeze': 'squeezenet1_1-b8a52dc0.pth'}
 _TORCHVISION_MODELS = {'alex': 'alexnet', 'vgg': 'vgg16', 'squeeze': 'squeezenet1_1'}
 
@@ -45,7 +45,7 @@ def _import_lpips():
                           f'importing lpips failed with {type(e).__name__}: {e}. Install them with `pip install lpips torchvision` '
                           '(the torchvision release that matches your torch), or use loss="l2".') from e
 
-# %% ../nbs/06_losses.ipynb #6f7b09de
+# %% ../nbs/06_losses.ipynb #f7d50953
 class LPIPSDistance(torch.nn.Module):
     "LPIPS per sample (B,) between image batches in [-1, 1]; `decode` maps latents to images first, `weights` is the backbone file."
     def __init__(self, net='alex', weights=None, decode=None, min_size=64):
@@ -75,7 +75,7 @@ class LPIPSDistance(torch.nn.Module):
 
     def forward(self, a, b): return self.model(self.images(a), self.images(b)).flatten()
 
-# %% ../nbs/06_losses.ipynb #04850b18
+# %% ../nbs/06_losses.ipynb #dd5d0862
 def loss_distance(loss='l2', teacher=None, lpips_net='alex', lpips_weights=None):
     "The distance for `loss`: 'l2', 'lpips' (through `teacher.decode` for latent teachers) or a callable d(a, b) -> (B,)."
     if callable(loss): return loss
@@ -83,7 +83,7 @@ def loss_distance(loss='l2', teacher=None, lpips_net='alex', lpips_weights=None)
     if loss == 'lpips': return LPIPSDistance(lpips_net, lpips_weights, decode=getattr(teacher, 'decode', None))
     raise ValueError(f"loss must be 'l2', 'lpips' or a callable d(a, b), got {loss!r}.")
 
-# %% ../nbs/06_losses.ipynb #b5d248e1
+# %% ../nbs/06_losses.ipynb #73c1aadc
 class BSLoss:
     "The bootstrapping loss L^BS of BOOT (Algorithm 1, line 13): per-sample d(y_s, SG[step_{t->s}(y_t)]) / r^2."
     def __init__(self, delta=0.05, t_min=0.002, t_max=1., solver='heun', distance=l2, r_min=None):
@@ -111,27 +111,41 @@ class BSLoss:
     @torch.no_grad()
     def target(self, student, teacher, eps, t, s, cond=None):
         "SG[step_{t->s}(y_theta(eps, t))]: one DDIM or Heun step of the signal-ODE from the student's own signal at t."
-        return signal_step(teacher, student(eps, t, cond), eps, t, s, cond, self.solver)
+        y_t = student(eps, t, cond)
+        return signal_step(teacher, y_t.to(torch.promote_types(y_t.dtype, torch.float32)), eps, t, s, cond, self.solver)
+
+    def weighted(self, schedule, y_s, target, t, s):
+        "The per-sample loss d(y_s, target) / max(r, r_min)^2 from the student's signal at s and the target."
+        d = self.distance(y_s, target)
+        return self.weight(schedule, t, s).to(d.dtype) * d
 
     def __call__(self, student, teacher, eps, cond=None, t=None, generator=None):
         "Per-sample loss (B,); `t` (B,) is drawn from U(t_min, t_max) with `generator` unless given."
         if t is None: t, s = self.times(len(eps), generator, eps.device)
         else: s = (t - self.delta).clamp_min(self.t_min)
         target = self.target(student, teacher, eps, t, s, cond)
-        d = self.distance(student(eps, s, cond), target)
-        return self.weight(teacher.schedule, t, s).to(d.dtype) * d
+        return self.weighted(teacher.schedule, student(eps, s, cond), target, t, s)
 
-# %% ../nbs/06_losses.ipynb #2c8f48c3
+# %% ../nbs/06_losses.ipynb #9304bf92
 class BCLoss:
     "The boundary loss L^BC of BOOT (Algorithm 1, line 14): per-sample d(y_theta(eps, t_max), f~(eps, t_max))."
     def __init__(self, t_max=1., distance=l2):
         if not 0 < t_max <= 1: raise ValueError(f'Need 0 < t_max <= 1, got {t_max}.')
         self.t_max, self.distance = t_max, distance
 
-    def __call__(self, student, teacher, eps, cond=None):
+    @torch.no_grad()
+    def target(self, teacher, eps, cond=None):
+        "The times t_max (B,) and the teacher's prediction from the noise itself, f~(eps, t_max)."
         t = torch.full((len(eps),), float(self.t_max), device=eps.device)
-        with torch.no_grad(): f = teacher(eps, t, cond)
+        return t, teacher(eps, t, cond)
+
+    def __call__(self, student, teacher, eps, cond=None):
+        t, f = self.target(teacher, eps, cond)
         return self.distance(student(eps, t, cond), f)
+
+def _twice(cond):
+    "A batch's conditions twice over: None, a list of prompts, or a tensor."
+    return None if cond is None else cond + cond if isinstance(cond, list) else torch.cat([cond, cond])
 
 class BOOTLoss:
     "L = mean L^BS + beta * mean L^BC (Algorithm 1, line 15); returns a dict with the total 'loss' and the terms 'bs', 'bc'."
@@ -141,11 +155,16 @@ class BOOTLoss:
         self.bc, self.beta = BCLoss(t_max, distance), beta
 
     def __call__(self, student, teacher, eps, cond=None, generator=None):
-        bs = self.bs(student, teacher, eps, cond, generator=generator).mean()
-        bc = self.bc(student, teacher, eps, cond).mean()
+        t, s = self.bs.times(len(eps), generator, eps.device)
+        target_s = self.bs.target(student, teacher, eps, t, s, cond)
+        t_max, target_max = self.bc.target(teacher, eps, cond)
+        # y_s and y_{t_max} in one call: one graph per step (what DistributedDataParallel expects), one bigger batch
+        y_s, y_max = student(torch.cat([eps, eps]), torch.cat([s, t_max]), _twice(cond)).chunk(2)
+        bs = self.bs.weighted(teacher.schedule, y_s, target_s, t, s).mean()
+        bc = self.bc.distance(y_max, target_max).mean()
         return {'loss': bs + self.beta * bc, 'bs': bs, 'bc': bc}
 
-# %% ../nbs/06_losses.ipynb #7e1c79e3
+# %% ../nbs/06_losses.ipynb #baac4797
 def gaussian_signal(mu, std, schedule, eps, t):
     "The exact signal-ODE solution y_t for data N(mu, std^2 I) from noise `eps` at t = 1 (for checks)."
     a, s = _bc(schedule.alpha(t.double()), eps), _bc(schedule.sigma(t.double()), eps)
