@@ -6,20 +6,20 @@
 __all__ = ['LPIPS_BACKBONES', 'l2', 'lpips_backbone_file', 'LPIPSDistance', 'loss_distance', 'BSLoss', 'BCLoss', 'BOOTLoss',
            'gaussian_signal']
 
-# %% ../nbs/06_losses.ipynb #c857928d
+# %% ../nbs/06_losses.ipynb #4bb1aac0
 import importlib
 from pathlib import Path
 import torch
 import torch.nn.functional as F
 from .sampling import _bc, ddim_ratio, signal_step
 
-# %% ../nbs/06_losses.ipynb #2f24184f
+# %% ../nbs/06_losses.ipynb #ca6c65d6
 def l2(a, b):
     "Squared L2 distance per sample, averaged over elements: ||a - b||^2 / D, shape (B,), in float32 or better."
     dtype = torch.promote_types(a.dtype, torch.float32)
     return (a.to(dtype) - b.to(dtype)).pow(2).flatten(1).mean(1)
 
-# %% ../nbs/06_losses.ipynb #230c4c8a
+# %% ../nbs/06_losses.ipynb #b7b144e3
 LPIPS_BACKBONES = {'alex': 'alexnet-owt-7be5be79.pth', 'vgg': 'vgg16-397923af.pth', 'squeeze': 'squeezenet1_1-b8a52dc0.pth'}
 _TORCHVISION_MODELS = {'alex': 'alexnet', 'vgg': 'vgg16', 'squeeze': 'squeezenet1_1'}
 
@@ -45,7 +45,7 @@ def _import_lpips():
                           f'importing lpips failed with {type(e).__name__}: {e}. Install them with `pip install lpips torchvision` '
                           '(the torchvision release that matches your torch), or use loss="l2".') from e
 
-# %% ../nbs/06_losses.ipynb #f7d50953
+# %% ../nbs/06_losses.ipynb #4cd52803
 class LPIPSDistance(torch.nn.Module):
     "LPIPS per sample (B,) between image batches in [-1, 1]; `decode` maps latents to images first, `weights` is the backbone file."
     def __init__(self, net='alex', weights=None, decode=None, min_size=64):
@@ -75,7 +75,7 @@ class LPIPSDistance(torch.nn.Module):
 
     def forward(self, a, b): return self.model(self.images(a), self.images(b)).flatten()
 
-# %% ../nbs/06_losses.ipynb #dd5d0862
+# %% ../nbs/06_losses.ipynb #4a03b26f
 def loss_distance(loss='l2', teacher=None, lpips_net='alex', lpips_weights=None):
     "The distance for `loss`: 'l2', 'lpips' (through `teacher.decode` for latent teachers) or a callable d(a, b) -> (B,)."
     if callable(loss): return loss
@@ -83,7 +83,7 @@ def loss_distance(loss='l2', teacher=None, lpips_net='alex', lpips_weights=None)
     if loss == 'lpips': return LPIPSDistance(lpips_net, lpips_weights, decode=getattr(teacher, 'decode', None))
     raise ValueError(f"loss must be 'l2', 'lpips' or a callable d(a, b), got {loss!r}.")
 
-# %% ../nbs/06_losses.ipynb #73c1aadc
+# %% ../nbs/06_losses.ipynb #f59d967f
 class BSLoss:
     "The bootstrapping loss L^BS of BOOT (Algorithm 1, line 13): per-sample d(y_s, SG[step_{t->s}(y_t)]) / r^2."
     def __init__(self, delta=0.05, t_min=0.002, t_max=1., solver='heun', distance=l2, r_min=None):
@@ -94,8 +94,8 @@ class BSLoss:
         self.delta, self.t_min, self.t_max, self.solver, self.distance, self.r_min = delta, t_min, t_max, solver, distance, r_min
 
     def times(self, n, generator=None, device=None):
-        "Algorithm 1, line 5: t ~ U(t_min, t_max) and s = max(t - delta, t_min), each of shape (n,)."
-        t = self.t_min + (self.t_max - self.t_min) * torch.rand(n, generator=generator, device=device)
+        "Algorithm 1, line 5: t ~ U(t_min, t_max] and s = max(t - delta, t_min), each of shape (n,)."
+        t = self.t_max - (self.t_max - self.t_min) * torch.rand(n, generator=generator, device=device)   # never t = t_min
         return t, (t - self.delta).clamp_min(self.t_min)
 
     def r_floor(self, schedule):
@@ -112,7 +112,9 @@ class BSLoss:
     def target(self, student, teacher, eps, t, s, cond=None):
         "SG[step_{t->s}(y_theta(eps, t))]: one DDIM or Heun step of the signal-ODE from the student's own signal at t."
         y_t = student(eps, t, cond)
-        return signal_step(teacher, y_t.to(torch.promote_types(y_t.dtype, torch.float32)), eps, t, s, cond, self.solver)
+        y_t = y_t.to(torch.promote_types(y_t.dtype, torch.float32))
+        # s = t (possible only for a `t` passed in at t_min) is no step: Heun's 0/0 coefficient would make it NaN
+        return torch.where((s < t).reshape(-1, *[1] * (y_t.ndim - 1)), signal_step(teacher, y_t, eps, t, s, cond, self.solver), y_t)
 
     def weighted(self, schedule, y_s, target, t, s):
         "The per-sample loss d(y_s, target) / max(r, r_min)^2 from the student's signal at s and the target."
@@ -126,7 +128,7 @@ class BSLoss:
         target = self.target(student, teacher, eps, t, s, cond)
         return self.weighted(teacher.schedule, student(eps, s, cond), target, t, s)
 
-# %% ../nbs/06_losses.ipynb #9304bf92
+# %% ../nbs/06_losses.ipynb #028ce820
 class BCLoss:
     "The boundary loss L^BC of BOOT (Algorithm 1, line 14): per-sample d(y_theta(eps, t_max), f~(eps, t_max))."
     def __init__(self, t_max=1., distance=l2):
@@ -164,7 +166,7 @@ class BOOTLoss:
         bc = self.bc.distance(y_max, target_max).mean()
         return {'loss': bs + self.beta * bc, 'bs': bs, 'bc': bc}
 
-# %% ../nbs/06_losses.ipynb #baac4797
+# %% ../nbs/06_losses.ipynb #a5d84f3d
 def gaussian_signal(mu, std, schedule, eps, t):
     "The exact signal-ODE solution y_t for data N(mu, std^2 I) from noise `eps` at t = 1 (for checks)."
     a, s = _bc(schedule.alpha(t.double()), eps), _bc(schedule.sigma(t.double()), eps)

@@ -7,7 +7,7 @@ __all__ = ['STUDENT_CONFIG', 'RESUMABLE', 'MLPStudent', 'schedule_config', 'sche
            'load_student', 'cond_kind', 'check_context', 'step_generator', 'checkpoints', 'save_checkpoint',
            'load_checkpoint', 'comparison_figure', 'make_student', 'distill']
 
-# %% ../nbs/07_train.ipynb #47d48c10
+# %% ../nbs/07_train.ipynb #f7bb39a5
 import copy, importlib, json, math, os, random, shutil, time
 from pathlib import Path
 import numpy as np
@@ -18,7 +18,7 @@ from .sampling import ddim_sample, one_step_sample
 from .schedules import CosineSchedule, DiscreteSchedule, LinearSchedule
 from .teachers import GuidedTeacher, context_set
 
-# %% ../nbs/07_train.ipynb #0e559bae
+# %% ../nbs/07_train.ipynb #10c58cde
 class MLPStudent(nn.Module):
     "A residual MLP student y(eps, t, cond) for exact teachers: Fourier features of t, an optional label embedding."
     def __init__(self, sample_shape, hidden=256, depth=4, num_classes=None, freqs=16):
@@ -44,7 +44,7 @@ class MLPStudent(nn.Module):
         for block in self.blocks: h = h + block(h + e)
         return self.out(h).reshape(eps.shape).to(eps.dtype)
 
-# %% ../nbs/07_train.ipynb #dbc842ba
+# %% ../nbs/07_train.ipynb #1ed2c85f
 def schedule_config(schedule):
     "A JSON-able description of a boot_nb schedule (cosine, linear or discrete)."
     if isinstance(schedule, CosineSchedule): return {'type': 'cosine'}
@@ -60,7 +60,7 @@ def schedule_from_config(config):
     if kind == 'discrete': return DiscreteSchedule(config['alphas_cumprod'])
     raise ValueError(f'Unknown schedule type {kind!r}.')
 
-# %% ../nbs/07_train.ipynb #9cdf288c
+# %% ../nbs/07_train.ipynb #26e8052b
 class BOOTStudent(nn.Module):
     "A one-step student: `net` run directly or through a teacher's `predict(net, eps, t, cond)`, plus what sampling needs."
     def __init__(self, net, *, schedule, sample_shape, t_min, t_max=1., predict=None, cond_kind=None, guidance=None):
@@ -78,7 +78,7 @@ class BOOTStudent(nn.Module):
         return (f't_min={self.t_min}, t_max={self.t_max}, schedule={self.schedule!r}, sample_shape={self.sample_shape}, '
                 f'cond_kind={self.cond_kind!r}, guidance={self.guidance}')
 
-# %% ../nbs/07_train.ipynb #6c43f593
+# %% ../nbs/07_train.ipynb #8b43b90a
 STUDENT_CONFIG = 'boot_student.json'
 
 _TEACHER_FIELDS = ('prediction_type', 'clip_sample', 'thresholding', 'null_class')
@@ -138,7 +138,7 @@ def load_student(folder, net=None, device=None, teacher=None):
                           predict=predict, cond_kind=cfg['cond_kind'], guidance=cfg['guidance'])
     return student.to(device).eval()
 
-# %% ../nbs/07_train.ipynb #cf547f32
+# %% ../nbs/07_train.ipynb #0646eab5
 def cond_kind(teacher):
     "What conditioning `teacher` takes: 'label', 'text' or None."
     kind = getattr(teacher, 'cond_kind', None)
@@ -157,7 +157,7 @@ def check_context(teacher, prompts=None, labels=None, guidance=None):
     if want == 'label' and not len(torch.as_tensor(labels).reshape(-1)): raise ValueError('`labels` is empty.')
     return context_set(prompts if prompts is not None else labels)
 
-# %% ../nbs/07_train.ipynb #3d42b502
+# %% ../nbs/07_train.ipynb #2933b7ce
 def step_generator(seed, step, process=0, device=None):
     "The torch.Generator for one training step: seeded by (seed, step, process), so any step's draws can be replayed."
     state = np.random.SeedSequence([seed, step, process]).generate_state(2, dtype=np.uint32)
@@ -208,7 +208,7 @@ def load_checkpoint(accelerator, student, optimizer, folder):
     if rng.exists(): _set_rng_states(torch.load(rng, weights_only=False))
     return state['step'], state['config']
 
-# %% ../nbs/07_train.ipynb #cc925a20
+# %% ../nbs/07_train.ipynb #52654f2d
 def _images(x, teacher):
     if hasattr(teacher, 'decode'): x = teacher.decode(x)
     x = x.detach().float().cpu().clamp(-1, 1)
@@ -234,8 +234,9 @@ def comparison_figure(teacher, teacher_x, student_x, titles):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/07_train.ipynb #f5e31051
-def _check_args(steps, batch_size, lr, delta, t_min, t_max, beta, solver, mixed_precision, checkpoint_every, sample_every, schedule):
+# %% ../nbs/07_train.ipynb #3e330167
+def _check_args(steps, batch_size, lr, delta, t_min, t_max, beta, solver, mixed_precision, checkpoint_every, sample_every, schedule,
+                lr_schedule='constant'):
     def positive_int(name, v, zero=False):
         if not isinstance(v, int) or isinstance(v, bool) or v < (0 if zero else 1):
             raise ValueError(f'`{name}` must be an integer >= {0 if zero else 1}, got {v!r}.')
@@ -248,6 +249,7 @@ def _check_args(steps, batch_size, lr, delta, t_min, t_max, beta, solver, mixed_
     if n is not None and t_min < 1 / n - 1e-12:
         raise ValueError(f'`t_min`={t_min} is below the teacher\'s first training timestep, t = 1/{n}; use t_min >= {1 / n:g}.')
     if not beta >= 0: raise ValueError(f'`beta` must be >= 0, got {beta}.')
+    if lr_schedule not in ('constant', 'cosine'): raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}.")
     if solver not in ('ddim', 'heun'): raise ValueError(f"solver must be 'ddim' or 'heun', got {solver!r}.")
     if mixed_precision not in ('no', 'fp16', 'bf16'): raise ValueError(f"mixed_precision must be 'no', 'fp16' or 'bf16', got {mixed_precision!r}.")
 
@@ -279,21 +281,22 @@ def _cycle(conds, n, device):
 
 RESUMABLE = ('steps', 'checkpoint_every', 'sample_every', 'log_with', 'log_every', 'mixed_precision', 'cpu', 'progress', 'sample_steps')
 
-# %% ../nbs/07_train.ipynb #ea966fcd
+# %% ../nbs/07_train.ipynb #b6ef7cca
 def distill(teacher, student=None, *, steps=2000, batch_size=64, lr=None, delta=0.05, t_min=None, t_max=1., beta=1.,
             solver='heun', loss='l2', guidance=None, prompts=None, labels=None, mixed_precision='no', seed=0,
             out_dir='boot_student', checkpoint_every=500, resume=False, sample_every=500, log_with=None,
-            r_min=None, grad_clip=1., weight_decay=0., lpips_net='alex', lpips_weights=None, log_every=10,
-            sample_steps=20, cpu=False, progress=True):
+            r_min=None, grad_clip=1., weight_decay=0., lr_schedule='constant', lpips_net='alex', lpips_weights=None,
+            log_every=10, sample_steps=20, cpu=False, progress=True):
     "Distil `teacher` into a one-step BOOT student with Algorithm 1; returns the trained BOOTStudent."
     from accelerate import Accelerator
     from tqdm.auto import tqdm
     schedule = teacher.schedule
     if t_min is None: t_min = max(0.002, 1 / getattr(schedule, 'num_train_timesteps', 500))
-    _check_args(steps, batch_size, lr, delta, t_min, t_max, beta, solver, mixed_precision, checkpoint_every, sample_every, schedule)
+    _check_args(steps, batch_size, lr, delta, t_min, t_max, beta, solver, mixed_precision, checkpoint_every, sample_every, schedule,
+                lr_schedule)
     config = {k: _jsonable(v) for k, v in dict(steps=steps, batch_size=batch_size, lr=lr, delta=delta, t_min=t_min, t_max=t_max,
               beta=beta, solver=solver, loss=loss, guidance=guidance, prompts=prompts, labels=labels, seed=seed, r_min=r_min,
-              grad_clip=grad_clip, weight_decay=weight_decay, lpips_net=lpips_net, mixed_precision=mixed_precision,
+              grad_clip=grad_clip, weight_decay=weight_decay, lr_schedule=lr_schedule, lpips_net=lpips_net, mixed_precision=mixed_precision,
               checkpoint_every=checkpoint_every, sample_every=sample_every, log_every=log_every, sample_steps=sample_steps,
               log_with=log_with, cpu=cpu, progress=progress).items()}
     out_dir = Path(out_dir)
@@ -332,6 +335,9 @@ def distill(teacher, student=None, *, steps=2000, batch_size=64, lr=None, delta=
                          f'{tuple(teacher.sample_shape)}: the student must map noise to a signal of the same shape.')
 
     opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=weight_decay)
+    def lr_at(step):
+        "The learning rate of `step`: a function of the step alone, so a resumed run follows it exactly."
+        return lr if lr_schedule == 'constant' else lr * 0.5 * (1 + math.cos(math.pi * step / steps))
     start = 0
     if resume and found:
         start, saved = load_checkpoint(acc, student, opt, found[-1][1])
@@ -369,10 +375,11 @@ def distill(teacher, student=None, *, steps=2000, batch_size=64, lr=None, delta=
                 'Try a lower lr, bf16 instead of fp16, or a larger r_min; then resume=True continues from that checkpoint.')
         acc.backward(out['loss'])
         if grad_clip: acc.clip_grad_norm_(student.parameters(), grad_clip)
+        for group in opt.param_groups: group['lr'] = lr_at(step)
         opt.step(); opt.zero_grad(set_to_none=True)
         done = step + 1
         if done % log_every == 0 or done == steps:
-            rec = {'step': done, 'loss': vals[0].item(), 'bs': vals[1].item(), 'bc': vals[2].item(), 'lr': lr,
+            rec = {'step': done, 'loss': vals[0].item(), 'bs': vals[1].item(), 'bc': vals[2].item(), 'lr': lr_at(step),
                    'seconds': round(time.time() - t0, 3)}
             bar.set_postfix(loss=f'{rec["loss"]:.4g}', bs=f'{rec["bs"]:.4g}', bc=f'{rec["bc"]:.4g}')
             if main:

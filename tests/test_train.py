@@ -142,3 +142,24 @@ def test_label_conditional_guided_run_and_text_context(tmp_path):
 def test_linear_schedule_and_sample_grid(tmp_path):
     distill(ring(schedule=linear_schedule()), small(), out_dir=tmp_path, **{**RUN, 'sample_every': 3})
     assert sorted(p.name for p in (tmp_path / 'samples').iterdir()) == ['step-00000003.png', 'step-00000006.png']
+
+
+def test_custom_distance_and_lpips_without_weights(tmp_path):
+    l1 = lambda a, b: (a - b).abs().flatten(1).mean(1)
+    distill(ring(), small(), loss=l1, out_dir=tmp_path / 'l1', **RUN)
+    with pytest.raises(FileNotFoundError, match='alexnet-owt-7be5be79.pth'):
+        distill(ring(), small(), loss='lpips', lpips_weights=tmp_path / 'missing.pth', out_dir=tmp_path / 'lpips', **RUN)
+    assert not checkpoints(tmp_path / 'lpips')
+
+
+def test_cosine_learning_rate_resumes_exactly(tmp_path):
+    run = {**RUN, 'lr_schedule': 'cosine'}
+    full = weights(distill(ring(), small(), out_dir=tmp_path / 'full', **run))
+    with pytest.raises(KeyboardInterrupt):
+        distill(Faulty(ring(), CALLS_BEFORE_STEP(5), KeyboardInterrupt()), small(), out_dir=tmp_path / 'cut', **run)
+    with pytest.raises(ValueError, match='different settings'):      # the schedule is part of the run's settings
+        distill(ring(), small(), out_dir=tmp_path / 'cut', resume=True, **RUN)
+    resumed = weights(distill(ring(), small(), out_dir=tmp_path / 'cut', resume=True, **run))
+    for k in full: assert torch.equal(full[k], resumed[k]), k
+    lrs = [json.loads(l)['lr'] for l in (tmp_path / 'full' / 'log.jsonl').read_text().splitlines()]
+    assert lrs[0] == 1e-3 and all(b < a for a, b in zip(lrs[:-1], lrs[1:]))
