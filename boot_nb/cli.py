@@ -5,14 +5,14 @@
 # %% auto #0
 __all__ = ['EXACT_TEACHERS', 'demo', 'ring_mixture', 'mixture_8d', 'teacher_by_name', 'distill_command', 'main']
 
-# %% ../nbs/08_cli.ipynb #80efa922
+# %% ../nbs/08_cli.ipynb #05d01130
 import argparse, json, math, sys
 from pathlib import Path
 import torch
 from .exact import GaussianMixtureTeacher, digits_teacher
 from .sampling import ddim_sample, ddim_signal_sample, heun_sample, plot_signal_paths
 
-# %% ../nbs/08_cli.ipynb #d2f626f2
+# %% ../nbs/08_cli.ipynb #589f3074
 def demo(out='boot_nb_demo', seed=0, n=1000):
     "Signal-ODE check on an exact 2-D mixture: writes `signal_ode.json` and `signal_paths.png` to `out`; returns the rows."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
@@ -36,7 +36,7 @@ def demo(out='boot_nb_demo', seed=0, n=1000):
     print(f'wrote {out / "signal_ode.json"} and {out / "signal_paths.png"}')
     return rows
 
-# %% ../nbs/08_cli.ipynb #6b0b083e
+# %% ../nbs/08_cli.ipynb #1d3e2dab
 def ring_mixture():
     "8 Gaussians (std 0.2) evenly spaced on a circle of radius 2."
     a = torch.arange(8) * 2 * math.pi / 8
@@ -54,7 +54,7 @@ def teacher_by_name(name, device=None):
     from boot_nb.teachers import load_teacher
     return load_teacher(name, device=device)
 
-# %% ../nbs/08_cli.ipynb #9cec7311
+# %% ../nbs/08_cli.ipynb #7bfaac08
 def _distill_parser(sub):
     d = sub.add_parser('distill', help='distil a teacher into a one-step BOOT student',
                        description='Distil a teacher into a one-step BOOT student (boot_nb.train.distill).')
@@ -63,7 +63,8 @@ def _distill_parser(sub):
     a('--out', required=True, help='output folder: student/, log.jsonl, checkpoints/, samples/')
     a('--steps', type=int, default=2000); a('--batch-size', type=int, default=64)
     a('--lr', type=float, default=None, help='default: 1e-4 for a copy of the teacher, 1e-3 for an MLP student')
-    a('--delta', type=float, default=0.1); a('--t-min', type=float, default=None); a('--t-max', type=float, default=1.)
+    a('--lr-schedule', choices=['cosine', 'constant'], default='cosine')
+    a('--delta', type=float, default=0.15); a('--t-min', type=float, default=None); a('--t-max', type=float, default=1.)
     a('--beta', type=float, default=1.); a('--solver', choices=['heun', 'ddim'], default='heun')
     a('--loss', choices=['l2', 'lpips'], default='l2')
     a('--lpips-net', choices=['alex', 'vgg', 'squeeze'], default='alex')
@@ -88,7 +89,8 @@ def distill_command(args):
         labels = getattr(teacher, 'labels', None)
         student = MLPStudent(teacher.sample_shape, args.hidden, args.depth, None if labels is None else int(labels.max()) + 1)
     prompts = args.prompts[0] if args.prompts and len(args.prompts) == 1 and Path(args.prompts[0]).is_file() else args.prompts
-    student = distill(teacher, student, steps=args.steps, batch_size=args.batch_size, lr=args.lr, delta=args.delta,
+    student = distill(teacher, student, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                      lr_schedule=args.lr_schedule, delta=args.delta,
                       t_min=args.t_min, t_max=args.t_max, beta=args.beta, solver=args.solver, loss=args.loss,
                       lpips_net=args.lpips_net, lpips_weights=args.lpips_weights, guidance=args.guidance, prompts=prompts,
                       labels=args.labels, mixed_precision=args.mixed_precision, cpu=args.cpu, seed=args.seed,
@@ -98,7 +100,7 @@ def distill_command(args):
     if PartialState().is_main_process: print(f'wrote the student to {Path(args.out) / "student"} (load it with boot_nb.train.load_student)')
     return student
 
-# %% ../nbs/08_cli.ipynb #8b7d35b9
+# %% ../nbs/08_cli.ipynb #b3645bf7
 def main(argv=None):
     "The `boot-nb` command line."
     p = argparse.ArgumentParser(prog='boot-nb', description='BOOT: data-free distillation of diffusion models.')
@@ -114,6 +116,6 @@ def main(argv=None):
         except (ValueError, FileNotFoundError, ImportError) as e: p.exit(2, f'boot-nb distill: error: {e}\n')
     return 0
 
-# %% ../nbs/08_cli.ipynb #6d862e9b
+# %% ../nbs/08_cli.ipynb #3f0823f6
 #| eval: false
 if __name__ == '__main__': sys.exit(main())

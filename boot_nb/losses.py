@@ -6,20 +6,20 @@
 __all__ = ['LPIPS_BACKBONES', 'l2', 'lpips_backbone_file', 'LPIPSDistance', 'loss_distance', 'BSLoss', 'BCLoss', 'BOOTLoss',
            'gaussian_signal']
 
-# %% ../nbs/06_losses.ipynb #4bb1aac0
+# %% ../nbs/06_losses.ipynb #e30eb3bd
 import importlib
 from pathlib import Path
 import torch
 import torch.nn.functional as F
 from .sampling import _bc, ddim_ratio, signal_step
 
-# %% ../nbs/06_losses.ipynb #ca6c65d6
+# %% ../nbs/06_losses.ipynb #7acadb54
 def l2(a, b):
     "Squared L2 distance per sample, averaged over elements: ||a - b||^2 / D, shape (B,), in float32 or better."
     dtype = torch.promote_types(a.dtype, torch.float32)
     return (a.to(dtype) - b.to(dtype)).pow(2).flatten(1).mean(1)
 
-# %% ../nbs/06_losses.ipynb #b7b144e3
+# %% ../nbs/06_losses.ipynb #1ea191a4
 LPIPS_BACKBONES = {'alex': 'alexnet-owt-7be5be79.pth', 'vgg': 'vgg16-397923af.pth', 'squeeze': 'squeezenet1_1-b8a52dc0.pth'}
 _TORCHVISION_MODELS = {'alex': 'alexnet', 'vgg': 'vgg16', 'squeeze': 'squeezenet1_1'}
 
@@ -45,7 +45,7 @@ def _import_lpips():
                           f'importing lpips failed with {type(e).__name__}: {e}. Install them with `pip install lpips torchvision` '
                           '(the torchvision release that matches your torch), or use loss="l2".') from e
 
-# %% ../nbs/06_losses.ipynb #4cd52803
+# %% ../nbs/06_losses.ipynb #3918fcda
 class LPIPSDistance(torch.nn.Module):
     "LPIPS per sample (B,) between image batches in [-1, 1]; `decode` maps latents to images first, `weights` is the backbone file."
     def __init__(self, net='alex', weights=None, decode=None, min_size=64):
@@ -75,7 +75,7 @@ class LPIPSDistance(torch.nn.Module):
 
     def forward(self, a, b): return self.model(self.images(a), self.images(b)).flatten()
 
-# %% ../nbs/06_losses.ipynb #4a03b26f
+# %% ../nbs/06_losses.ipynb #c975acb3
 def loss_distance(loss='l2', teacher=None, lpips_net='alex', lpips_weights=None):
     "The distance for `loss`: 'l2', 'lpips' (through `teacher.decode` for latent teachers) or a callable d(a, b) -> (B,)."
     if callable(loss): return loss
@@ -83,10 +83,10 @@ def loss_distance(loss='l2', teacher=None, lpips_net='alex', lpips_weights=None)
     if loss == 'lpips': return LPIPSDistance(lpips_net, lpips_weights, decode=getattr(teacher, 'decode', None))
     raise ValueError(f"loss must be 'l2', 'lpips' or a callable d(a, b), got {loss!r}.")
 
-# %% ../nbs/06_losses.ipynb #f59d967f
+# %% ../nbs/06_losses.ipynb #618a95d9
 class BSLoss:
     "The bootstrapping loss L^BS of BOOT (Algorithm 1, line 13): per-sample d(y_s, SG[step_{t->s}(y_t)]) / r^2."
-    def __init__(self, delta=0.05, t_min=0.002, t_max=1., solver='heun', distance=l2, r_min=None):
+    def __init__(self, delta=0.15, t_min=0.002, t_max=1., solver='heun', distance=l2, r_min=None):
         if not delta > 0: raise ValueError(f'`delta` must be > 0, got {delta}.')
         if not 0 <= t_min < t_max <= 1: raise ValueError(f'Need 0 <= t_min < t_max <= 1, got t_min={t_min}, t_max={t_max}.')
         if solver not in ('ddim', 'heun'): raise ValueError(f"solver must be 'ddim' or 'heun', got {solver!r}.")
@@ -128,7 +128,7 @@ class BSLoss:
         target = self.target(student, teacher, eps, t, s, cond)
         return self.weighted(teacher.schedule, student(eps, s, cond), target, t, s)
 
-# %% ../nbs/06_losses.ipynb #028ce820
+# %% ../nbs/06_losses.ipynb #349bf953
 class BCLoss:
     "The boundary loss L^BC of BOOT (Algorithm 1, line 14): per-sample d(y_theta(eps, t_max), f~(eps, t_max))."
     def __init__(self, t_max=1., distance=l2):
@@ -151,7 +151,7 @@ def _twice(cond):
 
 class BOOTLoss:
     "L = mean L^BS + beta * mean L^BC (Algorithm 1, line 15); returns a dict with the total 'loss' and the terms 'bs', 'bc'."
-    def __init__(self, delta=0.05, t_min=0.002, t_max=1., beta=1., solver='heun', distance=l2, r_min=None):
+    def __init__(self, delta=0.15, t_min=0.002, t_max=1., beta=1., solver='heun', distance=l2, r_min=None):
         if not beta >= 0: raise ValueError(f'`beta` must be >= 0, got {beta}.')
         self.bs = BSLoss(delta, t_min, t_max, solver, distance, r_min)
         self.bc, self.beta = BCLoss(t_max, distance), beta
@@ -166,7 +166,7 @@ class BOOTLoss:
         bc = self.bc.distance(y_max, target_max).mean()
         return {'loss': bs + self.beta * bc, 'bs': bs, 'bc': bc}
 
-# %% ../nbs/06_losses.ipynb #a5d84f3d
+# %% ../nbs/06_losses.ipynb #c5e369bc
 def gaussian_signal(mu, std, schedule, eps, t):
     "The exact signal-ODE solution y_t for data N(mu, std^2 I) from noise `eps` at t = 1 (for checks)."
     a, s = _bc(schedule.alpha(t.double()), eps), _bc(schedule.sigma(t.double()), eps)

@@ -7,7 +7,7 @@ __all__ = ['STUDENT_CONFIG', 'RESUMABLE', 'MLPStudent', 'schedule_config', 'sche
            'load_student', 'cond_kind', 'check_context', 'step_generator', 'checkpoints', 'save_checkpoint',
            'load_checkpoint', 'comparison_figure', 'make_student', 'distill']
 
-# %% ../nbs/07_train.ipynb #f7bb39a5
+# %% ../nbs/07_train.ipynb #98320cee
 import copy, importlib, json, math, os, random, shutil, time
 from pathlib import Path
 import numpy as np
@@ -18,7 +18,7 @@ from .sampling import ddim_sample, one_step_sample
 from .schedules import CosineSchedule, DiscreteSchedule, LinearSchedule
 from .teachers import GuidedTeacher, context_set
 
-# %% ../nbs/07_train.ipynb #10c58cde
+# %% ../nbs/07_train.ipynb #58f15b13
 class MLPStudent(nn.Module):
     "A residual MLP student y(eps, t, cond) for exact teachers: Fourier features of t, an optional label embedding."
     def __init__(self, sample_shape, hidden=256, depth=4, num_classes=None, freqs=16):
@@ -44,7 +44,7 @@ class MLPStudent(nn.Module):
         for block in self.blocks: h = h + block(h + e)
         return self.out(h).reshape(eps.shape).to(eps.dtype)
 
-# %% ../nbs/07_train.ipynb #1ed2c85f
+# %% ../nbs/07_train.ipynb #33a2f115
 def schedule_config(schedule):
     "A JSON-able description of a boot_nb schedule (cosine, linear or discrete)."
     if isinstance(schedule, CosineSchedule): return {'type': 'cosine'}
@@ -60,7 +60,7 @@ def schedule_from_config(config):
     if kind == 'discrete': return DiscreteSchedule(config['alphas_cumprod'])
     raise ValueError(f'Unknown schedule type {kind!r}.')
 
-# %% ../nbs/07_train.ipynb #26e8052b
+# %% ../nbs/07_train.ipynb #34f94769
 class BOOTStudent(nn.Module):
     "A one-step student: `net` run directly or through a teacher's `predict(net, eps, t, cond)`, plus what sampling needs."
     def __init__(self, net, *, schedule, sample_shape, t_min, t_max=1., predict=None, cond_kind=None, guidance=None):
@@ -78,7 +78,7 @@ class BOOTStudent(nn.Module):
         return (f't_min={self.t_min}, t_max={self.t_max}, schedule={self.schedule!r}, sample_shape={self.sample_shape}, '
                 f'cond_kind={self.cond_kind!r}, guidance={self.guidance}')
 
-# %% ../nbs/07_train.ipynb #8b43b90a
+# %% ../nbs/07_train.ipynb #2456628f
 STUDENT_CONFIG = 'boot_student.json'
 
 _TEACHER_FIELDS = ('prediction_type', 'clip_sample', 'thresholding', 'null_class')
@@ -138,7 +138,7 @@ def load_student(folder, net=None, device=None, teacher=None):
                           predict=predict, cond_kind=cfg['cond_kind'], guidance=cfg['guidance'])
     return student.to(device).eval()
 
-# %% ../nbs/07_train.ipynb #0646eab5
+# %% ../nbs/07_train.ipynb #92081a9e
 def cond_kind(teacher):
     "What conditioning `teacher` takes: 'label', 'text' or None."
     kind = getattr(teacher, 'cond_kind', None)
@@ -157,7 +157,7 @@ def check_context(teacher, prompts=None, labels=None, guidance=None):
     if want == 'label' and not len(torch.as_tensor(labels).reshape(-1)): raise ValueError('`labels` is empty.')
     return context_set(prompts if prompts is not None else labels)
 
-# %% ../nbs/07_train.ipynb #2933b7ce
+# %% ../nbs/07_train.ipynb #975f6d60
 def step_generator(seed, step, process=0, device=None):
     "The torch.Generator for one training step: seeded by (seed, step, process), so any step's draws can be replayed."
     state = np.random.SeedSequence([seed, step, process]).generate_state(2, dtype=np.uint32)
@@ -208,7 +208,7 @@ def load_checkpoint(accelerator, student, optimizer, folder):
     if rng.exists(): _set_rng_states(torch.load(rng, weights_only=False))
     return state['step'], state['config']
 
-# %% ../nbs/07_train.ipynb #52654f2d
+# %% ../nbs/07_train.ipynb #ab10a0d1
 def _images(x, teacher):
     if hasattr(teacher, 'decode'): x = teacher.decode(x)
     x = x.detach().float().cpu().clamp(-1, 1)
@@ -234,7 +234,7 @@ def comparison_figure(teacher, teacher_x, student_x, titles):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/07_train.ipynb #3e330167
+# %% ../nbs/07_train.ipynb #46bd97e4
 def _check_args(steps, batch_size, lr, delta, t_min, t_max, beta, solver, mixed_precision, checkpoint_every, sample_every, schedule,
                 lr_schedule='constant'):
     def positive_int(name, v, zero=False):
@@ -281,11 +281,11 @@ def _cycle(conds, n, device):
 
 RESUMABLE = ('steps', 'checkpoint_every', 'sample_every', 'log_with', 'log_every', 'mixed_precision', 'cpu', 'progress', 'sample_steps')
 
-# %% ../nbs/07_train.ipynb #b6ef7cca
-def distill(teacher, student=None, *, steps=2000, batch_size=64, lr=None, delta=0.05, t_min=None, t_max=1., beta=1.,
+# %% ../nbs/07_train.ipynb #af96108d
+def distill(teacher, student=None, *, steps=2000, batch_size=64, lr=None, delta=0.15, t_min=None, t_max=1., beta=1.,
             solver='heun', loss='l2', guidance=None, prompts=None, labels=None, mixed_precision='no', seed=0,
             out_dir='boot_student', checkpoint_every=500, resume=False, sample_every=500, log_with=None,
-            r_min=None, grad_clip=1., weight_decay=0., lr_schedule='constant', lpips_net='alex', lpips_weights=None,
+            r_min=None, grad_clip=1., weight_decay=0., lr_schedule='cosine', lpips_net='alex', lpips_weights=None,
             log_every=10, sample_steps=20, cpu=False, progress=True):
     "Distil `teacher` into a one-step BOOT student with Algorithm 1; returns the trained BOOTStudent."
     from accelerate import Accelerator
