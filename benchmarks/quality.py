@@ -117,14 +117,17 @@ def main(argv=None):
     p.add_argument('--threads', type=int, default=1, help='torch CPU threads (default: %(default)s)')
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    results = {'machine': f'{platform.machine()} CPU, torch {torch.__version__}, {args.threads} thread(s)',
-               'seed': args.seed, 'cases': {}}
+    out = Path(args.out)
+    # Cases run before (e.g. by an earlier `--cases ...`) stay in the file; the ones run now replace theirs.
+    results = json.loads(out.read_text()) if out.exists() else {'cases': {}}
+    machine = f'{platform.machine()} CPU, torch {torch.__version__}, {args.threads} thread(s)'
     start = time.time()
-    for name in args.cases: results['cases'][name] = run_case(name, CASES[name], args.seed, args.steps_scale)
-    results['total_wall_s'] = round(time.time() - start, 1)
-    out = Path(args.out); out.parent.mkdir(parents=True, exist_ok=True)
+    for name in args.cases:
+        results['cases'][name] = {'machine': machine, 'seed': args.seed, **run_case(name, CASES[name], args.seed, args.steps_scale)}
+    results['cases'] = {k: results['cases'][k] for k in CASES if k in results['cases']}
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
-    print(f'\nwrote {out} ({results["total_wall_s"]} s)')
+    print(f'\nwrote {out} ({time.time() - start:.0f} s)')
     return results
 
 
