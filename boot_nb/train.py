@@ -7,8 +7,8 @@ __all__ = ['STUDENT_CONFIG', 'RESUMABLE', 'MLPStudent', 'schedule_config', 'sche
            'load_student', 'cond_kind', 'check_context', 'step_generator', 'checkpoints', 'save_checkpoint',
            'load_checkpoint', 'comparison_figure', 'make_student', 'distill']
 
-# %% ../nbs/07_train.ipynb #98320cee
-import copy, importlib, json, math, os, random, shutil, time
+# %% ../nbs/07_train.ipynb #ca81098a
+import copy, importlib, inspect, json, math, os, random, shutil, time
 from pathlib import Path
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ from .sampling import ddim_sample, one_step_sample
 from .schedules import CosineSchedule, DiscreteSchedule, LinearSchedule
 from .teachers import GuidedTeacher, context_set
 
-# %% ../nbs/07_train.ipynb #58f15b13
+# %% ../nbs/07_train.ipynb #663dcad4
 class MLPStudent(nn.Module):
     "A residual MLP student y(eps, t, cond) for exact teachers: Fourier features of t, an optional label embedding."
     def __init__(self, sample_shape, hidden=256, depth=4, num_classes=None, freqs=16):
@@ -44,7 +44,7 @@ class MLPStudent(nn.Module):
         for block in self.blocks: h = h + block(h + e)
         return self.out(h).reshape(eps.shape).to(eps.dtype)
 
-# %% ../nbs/07_train.ipynb #33a2f115
+# %% ../nbs/07_train.ipynb #e8b961bf
 def schedule_config(schedule):
     "A JSON-able description of a boot_nb schedule (cosine, linear or discrete)."
     if isinstance(schedule, CosineSchedule): return {'type': 'cosine'}
@@ -60,25 +60,27 @@ def schedule_from_config(config):
     if kind == 'discrete': return DiscreteSchedule(config['alphas_cumprod'])
     raise ValueError(f'Unknown schedule type {kind!r}.')
 
-# %% ../nbs/07_train.ipynb #34f94769
+# %% ../nbs/07_train.ipynb #020aab83
 class BOOTStudent(nn.Module):
     "A one-step student: `net` run directly or through a teacher's `predict(net, eps, t, cond)`, plus what sampling needs."
-    def __init__(self, net, *, schedule, sample_shape, t_min, t_max=1., predict=None, cond_kind=None, guidance=None):
+    def __init__(self, net, *, schedule, sample_shape, t_min, t_max=1., predict=None, predict_kwargs=None, cond_kind=None,
+                 guidance=None):
         super().__init__()
         self.net, self.predict = net, predict      # `predict` is a plain attribute: the teacher it belongs to is not saved
+        self.predict_kwargs = dict(predict_kwargs or {})
         self.schedule, self.sample_shape = schedule, tuple(sample_shape)
         self.t_min, self.t_max, self.cond_kind, self.guidance = float(t_min), float(t_max), cond_kind, guidance
 
     def forward(self, eps, t, cond=None):
         "The signal y_theta(eps, t, cond), same shape as `eps`; `t` a float tensor (B,) or a number."
         t = torch.as_tensor(t, device=eps.device).float().expand(len(eps))
-        return self.net(eps, t, cond) if self.predict is None else self.predict(self.net, eps, t, cond)
+        return self.net(eps, t, cond) if self.predict is None else self.predict(self.net, eps, t, cond, **self.predict_kwargs)
 
     def extra_repr(self):
         return (f't_min={self.t_min}, t_max={self.t_max}, schedule={self.schedule!r}, sample_shape={self.sample_shape}, '
                 f'cond_kind={self.cond_kind!r}, guidance={self.guidance}')
 
-# %% ../nbs/07_train.ipynb #2456628f
+# %% ../nbs/07_train.ipynb #bfcbaeb1
 STUDENT_CONFIG = 'boot_student.json'
 
 _TEACHER_FIELDS = ('prediction_type', 'clip_sample', 'thresholding', 'null_class')
@@ -89,7 +91,8 @@ def _parameterization(student):
     owner = getattr(student.predict, '__self__', None)
     if not hasattr(owner, 'prediction_type'):
         raise ValueError(f'Cannot save a student whose `predict` is {student.predict!r}: only a DiffusersTeacher\'s predict is supported.')
-    return {'type': 'diffusers', **{k: _jsonable(getattr(owner, k, None)) for k in _TEACHER_FIELDS}}
+    return {'type': 'diffusers', **{k: _jsonable(getattr(owner, k, None)) for k in _TEACHER_FIELDS},
+            'predict_kwargs': student.predict_kwargs}
 
 def save_student(student, folder):
     "Write `student` (a BOOTStudent) to `folder`: boot_student.json plus a diffusers model folder or safetensors weights."
@@ -135,10 +138,11 @@ def load_student(folder, net=None, device=None, teacher=None):
         predict = DiffusersTeacher(net, schedule, p['prediction_type'], cfg['sample_shape'], p['clip_sample'],
                                    tuple(th) if th else None, p.get('null_class')).predict
     student = BOOTStudent(net, schedule=schedule, sample_shape=cfg['sample_shape'], t_min=cfg['t_min'], t_max=cfg['t_max'],
-                          predict=predict, cond_kind=cfg['cond_kind'], guidance=cfg['guidance'])
+                          predict=predict, predict_kwargs=(p or {}).get('predict_kwargs'), cond_kind=cfg['cond_kind'],
+                          guidance=cfg['guidance'])
     return student.to(device).eval()
 
-# %% ../nbs/07_train.ipynb #92081a9e
+# %% ../nbs/07_train.ipynb #0cf11a9d
 def cond_kind(teacher):
     "What conditioning `teacher` takes: 'label', 'text' or None."
     kind = getattr(teacher, 'cond_kind', None)
@@ -157,7 +161,7 @@ def check_context(teacher, prompts=None, labels=None, guidance=None):
     if want == 'label' and not len(torch.as_tensor(labels).reshape(-1)): raise ValueError('`labels` is empty.')
     return context_set(prompts if prompts is not None else labels)
 
-# %% ../nbs/07_train.ipynb #975f6d60
+# %% ../nbs/07_train.ipynb #c728d21e
 def step_generator(seed, step, process=0, device=None):
     "The torch.Generator for one training step: seeded by (seed, step, process), so any step's draws can be replayed."
     state = np.random.SeedSequence([seed, step, process]).generate_state(2, dtype=np.uint32)
@@ -208,7 +212,7 @@ def load_checkpoint(accelerator, student, optimizer, folder):
     if rng.exists(): _set_rng_states(torch.load(rng, weights_only=False))
     return state['step'], state['config']
 
-# %% ../nbs/07_train.ipynb #ab10a0d1
+# %% ../nbs/07_train.ipynb #a2d38385
 def _images(x, teacher):
     if hasattr(teacher, 'decode'): x = teacher.decode(x)
     x = x.detach().float().cpu().clamp(-1, 1)
@@ -234,7 +238,7 @@ def comparison_figure(teacher, teacher_x, student_x, titles):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/07_train.ipynb #46bd97e4
+# %% ../nbs/07_train.ipynb #927a5a66
 def _check_args(steps, batch_size, lr, delta, t_min, t_max, beta, solver, mixed_precision, checkpoint_every, sample_every, schedule,
                 lr_schedule='constant'):
     def positive_int(name, v, zero=False):
@@ -264,7 +268,9 @@ def make_student(teacher, student, t_min, t_max, kind, guidance):
             raise ValueError(f'{type(teacher).__name__} has no network to copy (no `net` and `predict`): pass a student, '
                              'e.g. distill(teacher, MLPStudent(teacher.sample_shape)).')
         net = copy.deepcopy(teacher.net).requires_grad_(True).train()
-        return BOOTStudent(net, predict=teacher.predict, **info)
+        # the student's signal is not clipped like the teacher's x0 (clipping would stop the gradient of every clipped pixel)
+        kw = {'postprocess': False} if 'postprocess' in inspect.signature(teacher.predict).parameters else {}
+        return BOOTStudent(net, predict=teacher.predict, predict_kwargs=kw, **info)
     if not isinstance(student, nn.Module): raise ValueError(f'`student` must be an nn.Module, got {type(student).__name__}.')
     return BOOTStudent(student, **info)
 
@@ -281,7 +287,7 @@ def _cycle(conds, n, device):
 
 RESUMABLE = ('steps', 'checkpoint_every', 'sample_every', 'log_with', 'log_every', 'mixed_precision', 'cpu', 'progress', 'sample_steps')
 
-# %% ../nbs/07_train.ipynb #af96108d
+# %% ../nbs/07_train.ipynb #963ac49e
 def distill(teacher, student=None, *, steps=2000, batch_size=64, lr=None, delta=0.15, t_min=None, t_max=1., beta=1.,
             solver='heun', loss='l2', guidance=None, prompts=None, labels=None, mixed_precision='no', seed=0,
             out_dir='boot_student', checkpoint_every=500, resume=False, sample_every=500, log_with=None,
