@@ -7,7 +7,7 @@ __all__ = ['PREDICTION_TYPES', 'SHIPPED_TEACHERS', 'SUPPORTED_PIPELINES', 'x0_fr
            'DiffusersTeacher', 'LatentDiffusersTeacher', 'teacher_from_pipeline', 'shipped_teachers', 'load_teacher',
            'null_cond', 'GuidedTeacher', 'ContextSet', 'context_set']
 
-# %% ../nbs/03_teachers.ipynb #b69876a3
+# %% ../nbs/03_teachers.ipynb #b42ab5e4
 import importlib.resources, json, os, socket
 from pathlib import Path
 from urllib.parse import urlparse
@@ -15,7 +15,7 @@ import torch
 import diffusers
 from .schedules import DiscreteSchedule
 
-# %% ../nbs/03_teachers.ipynb #53935411
+# %% ../nbs/03_teachers.ipynb #867f5679
 PREDICTION_TYPES = ('epsilon', 'v_prediction', 'sample')
 
 def x0_from_output(out, x_t, alpha, sigma, prediction_type):
@@ -25,7 +25,7 @@ def x0_from_output(out, x_t, alpha, sigma, prediction_type):
     if prediction_type == 'sample': return out
     raise ValueError(f'Unknown prediction_type {prediction_type!r}; supported: {PREDICTION_TYPES}.')
 
-# %% ../nbs/03_teachers.ipynb #6ab4d529
+# %% ../nbs/03_teachers.ipynb #ff88256e
 def expand_cond(cond, n):
     "`cond` for a batch of `n`: None, a list of `n` prompts, or a tensor of `n` labels / embeddings; batch-1 conds repeated."
     if cond is None: return None
@@ -38,7 +38,7 @@ def expand_cond(cond, n):
     if len(cond) != n: raise ValueError(f'cond has batch size {len(cond)}, but the batch has {n} samples (a cond of batch 1 is repeated).')
     return cond
 
-# %% ../nbs/03_teachers.ipynb #b7bbc415
+# %% ../nbs/03_teachers.ipynb #c34f5790
 class PromptEncoder(torch.nn.Module):
     "Prompts -> text-encoder hidden states (B, L, D) by the pipeline's own `encode_prompt`, each distinct prompt encoded once."
     def __init__(self, pipeline, negative_prompt='', max_cached=None):
@@ -70,7 +70,7 @@ class PromptEncoder(torch.nn.Module):
         self.cache.clear()        # cached states are on the old device / dtype
         return super()._apply(fn, *args, **kwargs)
 
-# %% ../nbs/03_teachers.ipynb #252765af
+# %% ../nbs/03_teachers.ipynb #dd90dcb8
 def _cond_kind(net):
     "How `net` takes a condition: 'text' (encoder hidden states), 'label' (class labels) or None."
     c = net.config
@@ -157,7 +157,7 @@ class DiffusersTeacher(torch.nn.Module):
         kwargs = {'prediction_type': c.get('prediction_type', 'epsilon'), 'clip_sample': clip, 'thresholding': thresh, **kwargs}
         return cls(unet, DiscreteSchedule.from_scheduler(scheduler), **kwargs)
 
-# %% ../nbs/03_teachers.ipynb #b6683b6c
+# %% ../nbs/03_teachers.ipynb #c416f8d9
 class LatentDiffusersTeacher(DiffusersTeacher):
     "A latent diffusion teacher (Stable Diffusion): it denoises VAE latents, and `decode` maps latents to images, eq. (2)."
     def __init__(self, net, schedule, vae, **kwargs):
@@ -180,7 +180,7 @@ def teacher_from_pipeline(pipeline, scheduler=None, negative_prompt='', **kwargs
     if vae is None: return DiffusersTeacher.from_diffusers(unet, scheduler, **kwargs)
     return LatentDiffusersTeacher.from_diffusers(unet, scheduler, vae=vae, **kwargs)
 
-# %% ../nbs/03_teachers.ipynb #8d98947f
+# %% ../nbs/03_teachers.ipynb #e213add8
 SHIPPED_TEACHERS = Path(str(importlib.resources.files('boot_nb'))) / 'assets' / 'teachers'
 _UNETS = ('UNet2DModel', 'UNet2DConditionModel')
 SUPPORTED_PIPELINES = ('DDPMPipeline', 'DDIMPipeline', 'StableDiffusionPipeline', 'IFPipeline')
@@ -233,7 +233,7 @@ def _scheduler(scheduler):
     if cls is None: raise FileNotFoundError(f'{str(scheduler)!r} is not a scheduler folder: it has no scheduler_config.json.')
     return getattr(diffusers, cls).from_pretrained(scheduler)
 
-# %% ../nbs/03_teachers.ipynb #46a6708f
+# %% ../nbs/03_teachers.ipynb #9c96be66
 def load_teacher(name_or_folder, device=None, dtype=None, *, scheduler=None, null_class=None, negative_prompt=None, **kwargs):
     "A teacher from a hub id, a local pipeline or UNet folder, or a shipped teacher's name; `kwargs` go to diffusers' `from_pretrained`."
     path = _find(name_or_folder, **kwargs)
@@ -260,7 +260,7 @@ def load_teacher(name_or_folder, device=None, dtype=None, *, scheduler=None, nul
                          f'found {what}. {_SUPPORTED} Save a pipeline with `pipeline.save_pretrained(folder)`.')
     return teacher.to(device).eval().requires_grad_(False)
 
-# %% ../nbs/03_teachers.ipynb #3934c1a1
+# %% ../nbs/03_teachers.ipynb #21c6392f
 def null_cond(teacher, cond, n):
     "The unconditional condition in the form of `cond`, for a batch of `n`: label -1, the negative prompt, or its hidden states."
     prompts = getattr(teacher, 'prompts', None)
@@ -298,7 +298,7 @@ class GuidedTeacher(torch.nn.Module):
 
     def extra_repr(self): return f'w={self.w}'
 
-# %% ../nbs/03_teachers.ipynb #a8d98f92
+# %% ../nbs/03_teachers.ipynb #55dc354f
 class ContextSet:
     "The context set D of Algorithm 1: prompts or labels, sampled uniformly; empty (None) for an unconditional teacher."
     def __init__(self, conds=None):
