@@ -7,14 +7,14 @@ __all__ = ['DIGIT_NAMES', 'PROMPT_TEMPLATES', 'digits_scheduler', 'digits_unet',
            'word_tokenizer', 'tiny_t5_encoder', 'digits_text_pipeline', 'teacher_info', 'train_teacher',
            'evaluate_teacher']
 
-# %% ../nbs/04_teacher_training.ipynb #b199694b
+# %% ../nbs/04_teacher_training.ipynb #9f5f2638
 import json, math, time
 from pathlib import Path
 import torch
 import diffusers
 from .exact import digits
 
-# %% ../nbs/04_teacher_training.ipynb #8241c0fe
+# %% ../nbs/04_teacher_training.ipynb #f1251d2f
 def digits_scheduler(variance_type='fixed_small'):
     "The teachers' `DDPMScheduler`: 1000 steps, squared-cosine schedule, eq. (1)'s v-prediction, no x0 clipping."
     return diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule='squaredcos_cap_v2', prediction_type='v_prediction',
@@ -30,7 +30,7 @@ def digits_unet(size=16, channels=(16, 32, 64), cross_attention_dim=None, learne
     if not cond: return diffusers.UNet2DModel(**common)
     return diffusers.UNet2DConditionModel(cross_attention_dim=cross_attention_dim, **common)
 
-# %% ../nbs/04_teacher_training.ipynb #551ea3bb
+# %% ../nbs/04_teacher_training.ipynb #982bd35c
 def vlb_term(scheduler, var_out, x0_pred, x_t, x0, i):
     "Eq. (2): KL(q(x_{i-1} | x_i, x0) || p(x_{i-1} | x_i)) in bits per pixel, learned_range variance `var_out`, batch mean; 0 at i = 0."
     ac = scheduler.alphas_cumprod.to(device=x_t.device, dtype=torch.float64)
@@ -46,7 +46,7 @@ def vlb_term(scheduler, var_out, x0_pred, x_t, x0, i):
     kl = 0.5 * (log_p - log_q + torch.exp(log_q - log_p) + mean_gap**2 * torch.exp(-log_p) - 1)
     return (kl.flatten(1).mean(1) * (i > 0).to(kl)).mean() / math.log(2)
 
-# %% ../nbs/04_teacher_training.ipynb #1671005a
+# %% ../nbs/04_teacher_training.ipynb #36edae56
 DIGIT_NAMES = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine')
 PROMPT_TEMPLATES = ('a handwritten digit {name}', 'the number {name}', 'a drawing of the digit {num}')
 
@@ -58,7 +58,7 @@ def digit_prompts():
     "All training prompts: `[digit_prompt(label, template) for label in 0..9 for template ...]`, label-major."
     return [digit_prompt(l, k) for l in range(len(DIGIT_NAMES)) for k in range(len(PROMPT_TEMPLATES))]
 
-# %% ../nbs/04_teacher_training.ipynb #8fef9789
+# %% ../nbs/04_teacher_training.ipynb #885f1a16
 def word_tokenizer(texts, max_length=77):
     "A lower-casing word-level tokenizer over the words of `texts`, with T5's special tokens, as a `PreTrainedTokenizerFast`."
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
@@ -79,7 +79,7 @@ def tiny_t5_encoder(vocab_size, d_model=64, seed=0):
     with torch.random.fork_rng(): torch.manual_seed(seed); enc = T5EncoderModel(cfg)
     return enc.eval().requires_grad_(False)
 
-# %% ../nbs/04_teacher_training.ipynb #2e1ebf3c
+# %% ../nbs/04_teacher_training.ipynb #2868b44d
 def digits_text_pipeline(size=16, channels=(16, 32, 64), d_model=64, seed=0):
     "An untrained text-to-image digits teacher in DeepFloyd IF's layout: tokenizer, frozen T5, UNet2DConditionModel with learned variance, DDPM."
     tokenizer = word_tokenizer(digit_prompts())
@@ -88,7 +88,7 @@ def digits_text_pipeline(size=16, channels=(16, 32, 64), d_model=64, seed=0):
                                 scheduler=digits_scheduler('learned_range'),
                                 safety_checker=None, feature_extractor=None, watermarker=None, requires_safety_checker=False)
 
-# %% ../nbs/04_teacher_training.ipynb #62359cf6
+# %% ../nbs/04_teacher_training.ipynb #ad17c5bf
 def teacher_info(folder, **update):
     "The `boot_nb.json` of a teacher folder as a dict, after merging in `update` (written back if given)."
     path = Path(folder) / 'boot_nb.json'
@@ -96,7 +96,7 @@ def teacher_info(folder, **update):
     if update: info.update(update); path.write_text(json.dumps(info, indent=1))
     return info
 
-# %% ../nbs/04_teacher_training.ipynb #e6a4b8dd
+# %% ../nbs/04_teacher_training.ipynb #d98644db
 def train_teacher(out_dir, *, text=False, init=None, steps=4000, batch_size=64, lr=2e-3, warmup=200, ema_decay=0.999,
                   prompt_dropout=0.1, size=16, channels=(16, 32, 64), seed=0, device=None, log_every=200, log=print):
     "Train a digits DDPM teacher with loss (1), from scratch or from the teacher folder `init`, and save it to `out_dir`."
@@ -157,7 +157,7 @@ def train_teacher(out_dir, *, text=False, init=None, steps=4000, batch_size=64, 
     teacher_info(out_dir, **info)
     return pipe
 
-# %% ../nbs/04_teacher_training.ipynb #af93d588
+# %% ../nbs/04_teacher_training.ipynb #7a5d6ec8
 def evaluate_teacher(teacher, n=200, steps=50, guidance=None, seed=0, classifier=None):
     "DDIM-`steps` samples of a digits teacher from seeded noise, their prompted labels (or None) and `digit_scores`."
     from boot_nb.teachers import GuidedTeacher

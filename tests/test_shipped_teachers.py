@@ -4,7 +4,7 @@ import torch
 from boot_nb.teachers import SHIPPED_TEACHERS, load_teacher
 from boot_nb.teacher_training import evaluate_teacher
 
-N_UNCOND, N_TEXT = 300, 100   # samples per teacher
+N_UNCOND, N_TEXT = 200, 60   # samples per teacher: under a minute each on a busy 2-core CPU
 
 
 def test_shipped_teachers_are_small():
