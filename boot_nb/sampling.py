@@ -6,10 +6,10 @@
 __all__ = ['ddim_step', 'ddim_ratio', 'heun_coef', 'signal_step', 'time_grid', 'ddim_sample', 'ddim_signal_sample', 'heun_sample',
            'one_step_sample', 'plot_signal_paths']
 
-# %% ../nbs/02_signal_ode.ipynb #0cbea9b6
+# %% ../nbs/02_signal_ode.ipynb #50c2a07a
 import torch
 
-# %% ../nbs/02_signal_ode.ipynb #22a752a2
+# %% ../nbs/02_signal_ode.ipynb #eeb8c2d9
 def _bc(v, x):
     "Reshape per-sample values `v` (B,) to broadcast against `x` (B, ...), in `x`'s dtype."
     return v.to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
@@ -23,16 +23,16 @@ def ddim_step(schedule, x_t, f_t, t, s):
     a_t, s_t, a_s, s_s = (_at(g, u, x_t) for u in (t, s) for g in (schedule.alpha, schedule.sigma))
     return a_s * f_t + s_s * (x_t - a_t * f_t) / s_t
 
-# %% ../nbs/02_signal_ode.ipynb #de503f2f
+# %% ../nbs/02_signal_ode.ipynb #3a863c46
 def ddim_ratio(schedule, t, s):
     "Eq. (3): r = 1 - alpha_t sigma_s / (alpha_s sigma_t), the fraction of the way a DDIM step moves y towards f."
     t, s = t.double(), s.double()
     return 1 - schedule.alpha(t) * schedule.sigma(s) / (schedule.alpha(s) * schedule.sigma(t))
 
-# %% ../nbs/02_signal_ode.ipynb #e8eaeb4e
+# %% ../nbs/02_signal_ode.ipynb #786020c0
 def heun_coef(r):
     "Eq. (5): c = 1 + r / log(1 - r), the weight of f_s - f_t in the second-order step (c -> r/2 as r -> 0, c = 1 at r = 1)."
-    return 1 + r / torch.log1p(-r)
+    return torch.where(r > 0, 1 + r / torch.log1p(-r), torch.zeros_like(r))   # its limit at r = 0 (s = t), not 0/0
 
 def signal_step(teacher, y_t, eps, t, s, cond=None, solver='ddim', f_t=None):
     "One step of the signal-ODE from `t` to `s` (B,): DDIM, eq. (3), or Heun, eq. (5). `f_t` reuses a teacher call."
@@ -46,7 +46,7 @@ def signal_step(teacher, y_t, eps, t, s, cond=None, solver='ddim', f_t=None):
     f_s = teacher(_at(sch.alpha, s, y_s) * y_s + _at(sch.sigma, s, y_s) * eps, s, cond)
     return y_s + _bc(torch.where(heun, heun_coef(r), 0.), y_t) * (f_s - f_t)
 
-# %% ../nbs/02_signal_ode.ipynb #fd9c20c1
+# %% ../nbs/02_signal_ode.ipynb #1c32965c
 def time_grid(schedule, steps, t_max=1., t_min=0.):
     "`steps + 1` decreasing times from `t_max` to `t_min`: the schedule's own `grid` if it has one, else evenly spaced."
     if not (isinstance(steps, int) and steps >= 1): raise ValueError(f'`steps` must be a positive integer, got {steps!r}.')
@@ -94,7 +94,7 @@ def heun_sample(teacher, noise, steps, cond=None, *, t_max=1., t_min=0., traject
     "Second-order (Heun) sampler of the signal-ODE, eq. (5): two teacher calls per step; `trajectory` holds y_t."
     return _signal_sample(teacher, noise, steps, cond, t_max, t_min, trajectory, 'heun')
 
-# %% ../nbs/02_signal_ode.ipynb #51e4faa4
+# %% ../nbs/02_signal_ode.ipynb #675b6fda
 @torch.no_grad()
 def one_step_sample(student, noise, cond=None):
     "The BOOT sample y_theta(noise, t_min, cond): one call of `student` at the `t_min` it records."
@@ -104,7 +104,7 @@ def one_step_sample(student, noise, cond=None):
                          '`boot_nb.train.distill` or `load_student`, or set `student.t_min`.')
     return student(noise, torch.full((len(noise),), float(t_min), device=noise.device), cond)
 
-# %% ../nbs/02_signal_ode.ipynb #b5438586
+# %% ../nbs/02_signal_ode.ipynb #d364f060
 def plot_signal_paths(teacher, noise, steps=50, data=None, cond=None):
     "Plot DDIM paths of 2-D `noise` in x-space and in signal space side by side; returns the figure."
     import matplotlib.pyplot as plt
