@@ -21,11 +21,11 @@ from pathlib import Path
 import torch
 
 from boot_nb.cli import EXACT_TEACHERS
-from boot_nb.metrics import digit_features, frechet_distance, mmd
-from boot_nb.sampling import ddim_sample, heun_sample, one_step_sample
+from boot_nb.metrics import compare_to_ddim, digit_features, quality_table
 from boot_nb.train import MLPStudent, distill
 
 DDIM_STEPS = (1, 2, 4, 10, 20)
+STUDENT = 'BOOT student, 1 step'
 
 
 def shipped_digits():
@@ -36,28 +36,15 @@ def shipped_digits():
 # name: teacher, student (None: a copy of the teacher), training steps and batch, samples and Heun steps for the
 # reference, distribution metric, and the DDIM baseline to beat.
 CASES = {
-    'gmm2d': dict(teacher=EXACT_TEACHERS['gmm2d'], student=dict(hidden=256, depth=4), steps=4000, batch_size=256,
+    'gmm2d': dict(title='2-D mixture', teacher=EXACT_TEACHERS['gmm2d'], student=dict(hidden=256, depth=4), steps=4000, batch_size=256,
                   n=2000, ref_steps=200, metric='mmd', target='DDIM-4'),
-    'gmm8d': dict(teacher=EXACT_TEACHERS['gmm8d'], student=dict(hidden=256, depth=4), steps=4000, batch_size=256,
+    'gmm8d': dict(title='8-D mixture', teacher=EXACT_TEACHERS['gmm8d'], student=dict(hidden=256, depth=4), steps=4000, batch_size=256,
                   n=2000, ref_steps=200, metric='mmd', target='DDIM-10'),
-    'digits256': dict(teacher=EXACT_TEACHERS['digits-exact'], student=dict(hidden=256, depth=4), steps=3000, batch_size=256,
+    'digits256': dict(title='256 digits (64-D)', teacher=EXACT_TEACHERS['digits-exact'], student=dict(hidden=256, depth=4), steps=3000, batch_size=256,
                       n=1000, ref_steps=200, metric='fd', target='DDIM-2'),
-    'digits-unet': dict(teacher=shipped_digits, student=None, steps=600, batch_size=32,
+    'digits-unet': dict(title='shipped digits UNet (16x16)', teacher=shipped_digits, student=None, steps=600, batch_size=32,
                         n=500, ref_steps=50, metric='fd', target='DDIM-4', target_on=('fd',)),
 }
-
-
-def distribution_distance(metric, x, data, bandwidth):
-    "MMD (fixed kernel bandwidth, from the data) and, for digits, the Frechet distance of the classifier's features."
-    d = {'mmd': mmd(x.flatten(1).double(), data.flatten(1).double(), bandwidth)}
-    if metric == 'fd': d['fd'] = frechet_distance(digit_features(x), digit_features(data))
-    return d
-
-
-def median_distance(data):
-    "The median distance between two data points: one kernel bandwidth for every method of a case."
-    d = torch.cdist(data.flatten(1).double(), data.flatten(1).double())
-    return d[~torch.eye(len(d), dtype=torch.bool)].median().item()
 
 
 def run_case(name, case, seed=0, steps_scale=1.):
@@ -76,22 +63,12 @@ def run_case(name, case, seed=0, steps_scale=1.):
     n = case['n']
     eps = torch.randn(n, *teacher.sample_shape, generator=g)
     data = teacher.sample(n, generator=g) if hasattr(teacher, 'sample') else _digit_data(n, teacher)
-    with torch.no_grad():
-        ref = heun_sample(teacher, eps, case['ref_steps'])
-        samples = {f'DDIM-{k}': (k, ddim_sample(teacher, eps, k)) for k in DDIM_STEPS}
-        samples['BOOT student'] = (1, one_step_sample(student, eps))
-        samples[f'teacher ODE (Heun-{case["ref_steps"]})'] = (2 * case['ref_steps'] - 1, ref)
-    rows, bandwidth = [], median_distance(data)
-    for method, (nfe, x) in samples.items():
-        x = x.float()
-        rows.append({'method': method, 'nfe': nfe, 'endpoint': (x - ref.float()).flatten(1).norm(dim=1).mean().item(),
-                     **distribution_distance(case['metric'], x, data, bandwidth)})
-    cols = ['endpoint'] + (['fd', 'mmd'] if case['metric'] == 'fd' else ['mmd'])
-    print(f'{"method":24} {"NFE":>4} ' + ' '.join(f'{c:>10}' for c in cols))
-    for r in rows: print(f'{r["method"]:24} {r["nfe"]:4d} ' + ' '.join(f'{r[c]:10.4g}' for c in cols))
+    rows = compare_to_ddim(teacher, student, eps, data=data, features=digit_features if case['metric'] == 'fd' else None,
+                           ddim_steps=DDIM_STEPS, ref_steps=case['ref_steps'], batch_size=n)
+    print(quality_table(rows))
     by = {r['method']: r for r in rows}
     on = case.get('target_on', ('endpoint', case['metric']))
-    margins = {c: by[case['target']][c] - by['BOOT student'][c] for c in on}
+    margins = {c: by[f'teacher {case["target"]}'][c] - by[STUDENT][c] for c in on}
     met = all(m > 0 for m in margins.values())
     print(f'target: beat {case["target"]} on {", ".join(on)}: {"met" if met else "MISSED"} '
           f'(baseline minus student: {", ".join(f"{c} {m:+.4g}" for c, m in margins.items())}); '
@@ -106,6 +83,19 @@ def _digit_data(n, teacher):
     from boot_nb.exact import digits
     x, _ = digits(teacher.sample_shape[-1])
     return x[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:n]]
+
+
+def readme_table(results):
+    "The README's results table: for each case and metric, DDIM-k beside the one-step student."
+    lines = ['| teacher | metric | ' + ' | '.join(f'DDIM-{k}' for k in DDIM_STEPS) + ' | **BOOT, 1 step** | target |',
+             '|---|---|' + '---|' * (len(DDIM_STEPS) + 2)]
+    for name, r in results['cases'].items():
+        by = {row['method']: row for row in r['rows']}
+        for metric in [c for c in ('endpoint', 'fd', 'mmd') if c in r['rows'][0]]:
+            target = f'beat {r["target"]}: {"met" if r["met"] else "missed"}' if metric in r['target_on'] else ''
+            lines.append(f'| {CASES[name]["title"]} | {metric} | ' + ' | '.join(f'{by[f"teacher DDIM-{k}"][metric]:.3g}' for k in DDIM_STEPS)
+                         + f' | **{by[STUDENT][metric]:.3g}** | {target} |')
+    return '\n'.join(lines)
 
 
 def main(argv=None):
@@ -127,7 +117,7 @@ def main(argv=None):
     results['cases'] = {k: results['cases'][k] for k in CASES if k in results['cases']}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
-    print(f'\nwrote {out} ({time.time() - start:.0f} s)')
+    print(f'\nwrote {out} ({time.time() - start:.0f} s)\n\nREADME table (every case in {out}):\n{readme_table(results)}')
     return results
 
 

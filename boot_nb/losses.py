@@ -92,6 +92,7 @@ class BSLoss:
         if solver not in ('ddim', 'heun'): raise ValueError(f"solver must be 'ddim' or 'heun', got {solver!r}.")
         if r_min is not None and not 0 < r_min <= 1: raise ValueError(f'`r_min` must be in (0, 1], got {r_min}.')
         self.delta, self.t_min, self.t_max, self.solver, self.distance, self.r_min = delta, t_min, t_max, solver, distance, r_min
+        self._floor = None, None      # (schedule, its r floor): computed once, not at every step
 
     def times(self, n, generator=None, device=None):
         "Algorithm 1, line 5: t ~ U(t_min, t_max] and s = max(t - delta, t_min), each of shape (n,)."
@@ -101,8 +102,10 @@ class BSLoss:
     def r_floor(self, schedule):
         "`r_min` if given, else the smallest r of a full step t -> t - delta with t in [t_min + delta, t_max]."
         if self.r_min is not None: return self.r_min
-        t = torch.linspace(min(self.t_min + self.delta, self.t_max), self.t_max, 1001, dtype=torch.float64)
-        return ddim_ratio(schedule, t, (t - self.delta).clamp_min(self.t_min)).min().item()
+        if self._floor[0] is not schedule:
+            t = torch.linspace(min(self.t_min + self.delta, self.t_max), self.t_max, 1001, dtype=torch.float64)
+            self._floor = schedule, ddim_ratio(schedule, t, (t - self.delta).clamp_min(self.t_min)).min().item()
+        return self._floor[1]
 
     def weight(self, schedule, t, s):
         "1 / max(r, r_floor)^2 with r = 1 - alpha_t sigma_s / (alpha_s sigma_t) (`ddim_ratio`, float64)."

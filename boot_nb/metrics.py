@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['CLASSIFIER_DIR', 'DigitClassifier', 'digit_split', 'train_digit_classifier', 'save_digit_classifier',
            'load_digit_classifier', 'classify', 'digit_features', 'digit_scores', 'frechet_distance', 'mmd',
-           'plot_digits']
+           'sample_batched', 'compare_to_ddim', 'quality_table', 'plot_digits']
 
 # %% ../nbs/05_metrics.ipynb #53625f1a
 import json
@@ -150,6 +150,44 @@ def mmd(x, y, bandwidth=None):
     kxx, kyy = k(x, x), k(y, y)
     return ((kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1)) + (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
             - 2 * k(x, y).mean()).item()
+
+# %% ../nbs/05_metrics.ipynb #acdb769e
+@torch.no_grad()
+def sample_batched(sampler, noise, cond=None, batch_size=256):
+    "`sampler(noise, cond)` run on chunks of `batch_size` (and their conditions), concatenated, in float32."
+    return torch.cat([sampler(noise[i:i + batch_size], None if cond is None else cond[i:i + batch_size]).float()
+                      for i in range(0, len(noise), batch_size)])
+
+@torch.no_grad()
+def compare_to_ddim(teacher, student, noise, cond=None, data=None, features=None, ddim_steps=(1, 2, 4, 10), ref_steps=50,
+                    batch_size=256):
+    "Rows {'method', 'nfe', 'endpoint', 'mmd', 'fd'}: teacher DDIM-k and the one-step student on `noise`, against the teacher's ODE."
+    from boot_nb.sampling import ddim_sample, heun_sample, one_step_sample
+    run = lambda fn: sample_batched(fn, noise, cond, batch_size)
+    ref = run(lambda x, c: heun_sample(teacher, x, ref_steps, c))
+    samples = [(f'teacher DDIM-{k}', k, run(lambda x, c, k=k: ddim_sample(teacher, x, k, c))) for k in ddim_steps]
+    samples += [('BOOT student, 1 step', 1, run(lambda x, c: one_step_sample(student, x, c))),
+                (f'teacher ODE (Heun-{ref_steps})', 2 * ref_steps - 1, ref)]
+    if data is not None:
+        data = torch.as_tensor(data).float().to(ref.device)
+        d = torch.cdist(data.flatten(1).double(), data.flatten(1).double())
+        bandwidth = d[~torch.eye(len(d), dtype=torch.bool, device=d.device)].median().item()
+        data_features = None if features is None else features(data)
+    rows = []
+    for method, nfe, x in samples:
+        row = {'method': method, 'nfe': nfe, 'endpoint': (x - ref).flatten(1).norm(dim=1).mean().item()}
+        if data is not None:
+            row['mmd'] = mmd(x, data, bandwidth)
+            if features is not None: row['fd'] = frechet_distance(features(x), data_features)
+        rows.append(row)
+    return rows
+
+def quality_table(rows, digits=4):
+    "The rows of `compare_to_ddim` as a Markdown table."
+    cols = [c for c in ('endpoint', 'fd', 'mmd') if c in rows[0]]
+    lines = ['| method | NFE | ' + ' | '.join(cols) + ' |', '|---|---:|' + '---:|' * len(cols)]
+    lines += [f'| {r["method"]} | {r["nfe"]} | ' + ' | '.join(f'{r[c]:.{digits}g}' for c in cols) + ' |' for r in rows]
+    return '\n'.join(lines)
 
 # %% ../nbs/05_metrics.ipynb #21b0fb3c
 def plot_digits(images, titles=None, ncols=10, scale=0.9):

@@ -135,14 +135,15 @@ class DiffusersTeacher(torch.nn.Module):
             return torch.maximum(torch.minimum(x0, q), -q) / q
         return x0 if self.clip_sample is None else x0.clamp(-self.clip_sample, self.clip_sample)
 
-    def predict(self, net, x_t, t, cond=None, postprocess=True):
-        "Run `net` (this teacher's architecture) on `x_t` at times `t` (B,) and convert its output to x0, eq. (1)."
+    def predict(self, net, x_t, t, cond=None, postprocess=True, convert_at=None):
+        "Run `net` (this teacher's architecture) on `x_t` at times `t` (B,); its output to x0 by eq. (1) at `t` (or time `convert_at`)."
         p = next(net.parameters())
         i = self.schedule.timestep(t.double()).to(device=p.device, dtype=torch.float32)
         out = net(x_t.to(p.dtype), i, **self.cond_kwargs(net, cond, len(x_t))).sample.to(x_t.dtype)
         if self.learned_variance: out = out[:, :x_t.shape[1]]
         shape = (-1,) + (1,) * (x_t.ndim - 1)
-        a, s = (g(t.double()).to(x_t).reshape(shape) for g in (self.schedule.alpha, self.schedule.sigma))
+        tc = t if convert_at is None else torch.full_like(t, convert_at)   # a BOOT student converts at t_max (boot_nb.train)
+        a, s = (g(tc.double()).to(x_t).reshape(shape) for g in (self.schedule.alpha, self.schedule.sigma))
         x0 = x0_from_output(out, x_t, a, s, self.prediction_type)
         return self.postprocess(x0) if postprocess else x0
 
@@ -317,6 +318,12 @@ class ContextSet:
         if self.conds is None: return None
         i = torch.randint(len(self), (n,), generator=generator, device=generator.device if generator is not None else 'cpu')
         return [self.conds[k] for k in i.tolist()] if isinstance(self.conds, list) else self.conds.to(i.device)[i]
+
+    def cycle(self, n, device=None):
+        "The conditions in order, repeated to `n`: fixed conditions for sample grids and evaluations (None if empty)."
+        if self.conds is None: return None
+        if isinstance(self.conds, list): return [self.conds[i % len(self)] for i in range(n)]
+        return self.conds.to(device)[torch.arange(n, device=device) % len(self)]
 
     def __repr__(self):
         kind = 'unconditional' if self.conds is None else f'{len(self)} {"prompts" if isinstance(self.conds, list) else "labels"}'

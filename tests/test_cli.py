@@ -1,6 +1,6 @@
 """`boot-nb distill` end to end, as a user runs it: the console script, `python -m boot_nb.cli`, `accelerate launch`,
 and two processes under `torchrun` (DistributedDataParallel on CPU with gloo)."""
-import json, os, shutil, subprocess, sys
+import json, math, os, shutil, subprocess, sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +11,7 @@ from boot_nb.sampling import one_step_sample
 from boot_nb.train import checkpoints, load_student
 
 TINY = ['--teacher', 'gmm2d', '--batch-size', '16', '--hidden', '16', '--depth', '1', '--checkpoint-every', '2',
-        '--sample-every', '4', '--no-progress', '--cpu']
+        '--sample-every', '4', '--eval-samples', '64', '--no-progress', '--cpu']
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONWARNINGS': 'ignore'}
 
 
@@ -20,7 +20,11 @@ def run(cmd, **kw):
 
 
 def check_run(out, steps):
-    assert sorted(p.name for p in out.iterdir()) == ['checkpoints', 'log.jsonl', 'samples', 'student']
+    assert sorted(p.name for p in out.iterdir()) == ['checkpoints', 'log.jsonl', 'quality.json', 'quality.md', 'samples', 'student']
+    rows = json.loads((out / 'quality.json').read_text())['rows']
+    student_row = next(r for r in rows if r['method'] == 'BOOT student, 1 step')
+    assert len(rows) == 6 and all(math.isfinite(student_row[k]) for k in ('endpoint', 'mmd'))
+    assert '| BOOT student, 1 step | 1 |' in (out / 'quality.md').read_text()
     assert [json.loads(l)['step'] for l in (out / 'log.jsonl').read_text().splitlines()][-1] == steps
     assert (out / 'samples' / f'step-{steps:08d}.png').stat().st_size > 5000
     student = load_student(out / 'student')
@@ -44,6 +48,7 @@ def test_console_script_then_resume_with_python_m(tmp_path):
     (['--t-min', '0.5', '--t-max', '0.5', *TINY], 'Need 0 <= t_min < t_max <= 1'),
     (['--labels', '1', *TINY], 'unconditional'),
     (['--teacher', './no/such/folder'], 'No such folder'),
+    ([*TINY, '--eval-samples', '1'], 'at least 2'),
 ])
 def test_bad_arguments_exit_with_a_message(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as e: main(['distill', '--out', str(tmp_path), *args])
