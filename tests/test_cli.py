@@ -71,3 +71,16 @@ def test_two_processes(tmp_path):
     check_run(tmp_path, 4)
     assert r.stdout.count('wrote the student to') == 1                       # the main process reports
     assert sorted(p.name for p in checkpoints(tmp_path)[-1][1].iterdir()) == ['rng-0.pt', 'rng-1.pt', 'state.pt', 'student']
+
+
+def test_readme_command_on_the_shipped_digits_teacher(tmp_path):
+    "The README's main command, shortened: a copy of the shipped UNet, its grid, and a quality table with the digit FD."
+    assert main(['distill', '--teacher', 'digits', '--out', str(tmp_path), '--steps', '4', '--batch-size', '4', '--lr', '1e-3',
+                 '--checkpoint-every', '4', '--sample-every', '4', '--eval-samples', '16', '--no-progress']) == 0
+    assert (tmp_path / 'student' / 'net' / 'diffusion_pytorch_model.safetensors').exists()
+    assert (tmp_path / 'samples' / 'step-00000004.png').stat().st_size > 5000
+    rows = json.loads((tmp_path / 'quality.json').read_text())['rows']
+    assert all(math.isfinite(r['fd']) and math.isfinite(r['endpoint']) for r in rows)
+    assert (tmp_path / 'quality.md').read_text().startswith('| method | NFE | endpoint | fd | mmd |')
+    student = load_student(tmp_path / 'student')
+    assert one_step_sample(student, torch.randn(2, 1, 16, 16)).shape == (2, 1, 16, 16)
