@@ -8,7 +8,7 @@ __all__ = ['STUDENT_CONFIG', 'RESUMABLE', 'MLPStudent', 'BOOTStudent', 'save_stu
            'make_student', 'distill']
 
 # %% ../nbs/07_train.ipynb #ca81098a
-import copy, importlib, inspect, json, math, os, random, shutil, time
+import copy, importlib, inspect, json, math, os, random, shutil, time, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -251,6 +251,10 @@ def make_student(teacher, student, t_min, t_max, kind, guidance):
         if getattr(teacher, 'net', None) is None or not hasattr(teacher, 'predict'):
             raise ValueError(f'{type(teacher).__name__} has no network to copy (no `net` and `predict`): pass a student, '
                              'e.g. distill(teacher, MLPStudent(teacher.sample_shape)).')
+        if getattr(teacher, 'prediction_type', None) == 'epsilon':
+            warnings.warn('The teacher predicts epsilon: a copy of it converted at t_max scales its output by 1/alpha(t_max) and '
+                          'did not learn in boot_nb\'s measurements (see boot_nb.train, "The student"). v-prediction and '
+                          'x0-prediction teachers, or a student network of your own, are known to work.', stacklevel=3)
         net = copy.deepcopy(teacher.net).requires_grad_(True).train()
         # the student's signal is not clipped like the teacher's x0 (clipping would stop the gradient of every clipped pixel)
         kw = {'postprocess': False, 'convert_at': t_max} if 'convert_at' in inspect.signature(teacher.predict).parameters else {}
