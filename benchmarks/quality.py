@@ -13,7 +13,7 @@ It prints a table per case and writes `benchmarks/results/quality.json` (or `--o
 A case's target names the DDIM baseline the one-step student must beat on both numbers (the shipped UNet: on FD). Run
 from the repository root:
 
-    python benchmarks/quality.py --threads 2          # all cases, about 25 minutes on 2 CPU cores
+    python benchmarks/quality.py --threads 2          # all cases, about 30 minutes on 2 CPU cores
     python benchmarks/quality.py --cases gmm2d gmm8d  # some of them
 """
 import argparse, json, platform, tempfile, time
