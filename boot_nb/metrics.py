@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['CLASSIFIER_DIR', 'DigitClassifier', 'digit_split', 'train_digit_classifier', 'save_digit_classifier',
-           'load_digit_classifier', 'classify', 'digit_features', 'digit_scores', 'frechet_distance', 'mmd',
-           'sample_batched', 'compare_to_ddim', 'quality_table', 'plot_digits']
+           'load_digit_classifier', 'classify', 'digit_features', 'digit_scores', 'frechet_distance', 'median_distance',
+           'mmd', 'sample_batched', 'compare_to_ddim', 'quality_table', 'plot_digits']
 
 # %% ../nbs/05_metrics.ipynb #53625f1a
 import json
@@ -138,14 +138,18 @@ def frechet_distance(x, y, eps=1e-6):
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean).real)
 
 # %% ../nbs/05_metrics.ipynb #f49240fd
+def median_distance(x):
+    "The median distance between two different samples of `x` (N, ...), in float64: the default MMD bandwidth."
+    x = torch.as_tensor(x).flatten(1).double()
+    d = torch.cdist(x, x)
+    return d[~torch.eye(len(x), dtype=torch.bool, device=x.device)].median().item()
+
 def mmd(x, y, bandwidth=None):
     "Eq. (2): unbiased squared MMD, RBF kernel, between samples x (N, ...) and y (M, ...); `bandwidth` defaults to x's median distance."
     x, y = torch.as_tensor(x).flatten(1).double(), torch.as_tensor(y).flatten(1).double().to(torch.as_tensor(x).device)
     n, m = len(x), len(y)
     if min(n, m) < 2: raise ValueError('Need at least 2 samples in each set.')
-    if bandwidth is None:
-        d = torch.cdist(x, x)
-        bandwidth = d[~torch.eye(n, dtype=torch.bool, device=x.device)].median().item()
+    if bandwidth is None: bandwidth = median_distance(x)
     k = lambda a, b: torch.exp(-torch.cdist(a, b).square() / (2 * bandwidth**2))
     kxx, kyy = k(x, x), k(y, y)
     return ((kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1)) + (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
@@ -170,8 +174,7 @@ def compare_to_ddim(teacher, student, noise, cond=None, data=None, features=None
                 (f'teacher ODE (Heun-{ref_steps})', 2 * ref_steps - 1, ref)]
     if data is not None:
         data = torch.as_tensor(data).float().to(ref.device)
-        d = torch.cdist(data.flatten(1).double(), data.flatten(1).double())
-        bandwidth = d[~torch.eye(len(d), dtype=torch.bool, device=d.device)].median().item()
+        bandwidth = median_distance(data)
         data_features = None if features is None else features(data)
     rows = []
     for method, nfe, x in samples:
