@@ -23,7 +23,8 @@ import torch
 
 from boot_nb.cli import EXACT_TEACHERS
 from boot_nb.metrics import compare_to_ddim, digit_features, quality_table
-from boot_nb.train import MLPStudent, distill
+from boot_nb.student import MLPStudent
+from boot_nb.train import distill
 
 DDIM_STEPS = (1, 2, 4, 10, 20)
 STUDENT = 'BOOT student, 1 step'

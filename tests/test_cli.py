@@ -8,7 +8,8 @@ import torch
 
 from boot_nb.cli import main
 from boot_nb.sampling import one_step_sample
-from boot_nb.train import checkpoints, load_student
+from boot_nb.student import load_student
+from boot_nb.train import checkpoints
 
 TINY = ['--teacher', 'gmm2d', '--batch-size', '16', '--hidden', '16', '--depth', '1', '--checkpoint-every', '2',
         '--sample-every', '4', '--eval-samples', '64', '--no-progress', '--cpu']

@@ -9,7 +9,8 @@ from torch import nn
 from boot_nb.exact import GaussianMixtureTeacher
 from boot_nb.sampling import one_step_sample
 from boot_nb.schedules import DiscreteSchedule, linear_schedule
-from boot_nb.train import MLPStudent, checkpoints, distill, load_student
+from boot_nb.student import MLPStudent, load_student
+from boot_nb.train import checkpoints, distill
 
 torch.set_num_threads(1)
 RING = torch.stack([torch.cos(torch.arange(4) * math.pi / 2), torch.sin(torch.arange(4) * math.pi / 2)], 1) * 2
