@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['VPSchedule', 'CosineSchedule', 'cosine_schedule', 'LinearSchedule', 'linear_schedule', 'DiscreteSchedule',
-           'schedule_config', 'schedule_from_config']
+           'TabulatedSchedule', 'schedule_config', 'schedule_from_config']
 
 # %% ../nbs/00_schedules.ipynb #b5baf0ae
 import math
@@ -91,26 +91,57 @@ class DiscreteSchedule(VPSchedule):
     def __repr__(self): return f'DiscreteSchedule(N={self.num_train_timesteps})'
 
 def _interp(x, xp, fp):
-    "Piecewise-linear interpolation of increasing `xp` -> `fp` at `x` (clamped), in `x`'s dtype and device."
+    "Piecewise-linear interpolation of increasing `xp` -> `fp` at `x` (clamped), in `x`'s dtype; exact at the nodes, even infinite ones."
     xp, fp = xp.to(x.device), fp.to(x.device)
     xd = x.double().clamp(xp[0], xp[-1])
     i = torch.searchsorted(xp, xd.contiguous(), right=True).clamp(1, len(xp) - 1)
     x0, x1, f0, f1 = xp[i - 1], xp[i], fp[i - 1], fp[i]
-    w = (xd - x0) / (x1 - x0)
-    return torch.where(torch.isinf(f1) & (w == 1), f1, f0 + w * (f1 - f0)).to(x.dtype)
+    return torch.where(xd == x0, f0, torch.where(xd == x1, f1, f0 + (xd - x0) / (x1 - x0) * (f1 - f0))).to(x.dtype)
 
 # %% ../nbs/00_schedules.ipynb #e6c7227d
-def schedule_config(schedule):
-    "A JSON-able description of a boot_nb schedule (cosine, linear or discrete)."
-    if isinstance(schedule, CosineSchedule): return {'type': 'cosine'}
-    if isinstance(schedule, LinearSchedule): return {'type': 'linear', 'beta_0': schedule.beta_0, 'beta_1': schedule.beta_1}
-    if isinstance(schedule, DiscreteSchedule): return {'type': 'discrete', 'alphas_cumprod': schedule.alphas_cumprod.tolist()}
-    raise ValueError(f'Cannot save a {type(schedule).__name__}: supported schedules are cosine, linear and discrete.')
+class TabulatedSchedule(VPSchedule):
+    "A schedule from a table: log alpha^2 at times `t` (strictly increasing from 0 to 1), linear in between."
+    def __init__(self, t, log_alpha2, name='tabulated'):
+        t, l = (torch.as_tensor(v, dtype=torch.float64).flatten() for v in (t, log_alpha2))
+        if len(t) < 2 or t.shape != l.shape or t[0] != 0 or t[-1] != 1 or not bool((t[1:] > t[:-1]).all()):
+            raise ValueError('A tabulated schedule needs times `t` that increase strictly from 0 to 1, one `log_alpha2` per time.')
+        if not bool((l <= 0).all() and (l[1:] <= l[:-1]).all()):
+            raise ValueError('`log_alpha2` (log alpha_t^2) must be <= 0 and must not increase with t.')
+        self._t, self._l, self.name = t, l, str(name)
+    def log_alpha2(self, t): return _interp(t, self._t, self._l)
+    def t_of_log_alpha2(self, l): return _interp(-l, -self._l, self._t)
+    def __repr__(self): return f'TabulatedSchedule({self.name}, {len(self._t)} times)'
+
+def _table(schedule, times=()):
+    "`schedule` (any object with `lam(t)`) as a `TabulatedSchedule` whose nodes include `times`, in float64 and float32."
+    u = torch.logspace(-30, -1, 29 * 16 + 1, base=2, dtype=torch.float64)       # 16 nodes per halving towards either end
+    x = torch.tensor([float(s) for s in times], dtype=torch.float64).clamp(0, 1)
+    t = torch.cat([torch.linspace(0, 1, 2049, dtype=torch.float64), u, 1 - u, x, x.float().double()]).unique()
+    name = type(schedule).__name__
+    try: return TabulatedSchedule(t, torch.nn.functional.logsigmoid(2 * torch.as_tensor(schedule.lam(t)).double()), name)
+    except Exception as e:
+        raise ValueError(f'Cannot save a {name}: tabulating log alpha^2 = log sigmoid(2 lam(t)) on float64 times failed ({e}). '
+                         'A schedule needs alpha(t), sigma(t) and lam(t), with lam decreasing in t.') from e
+
+def schedule_config(schedule, times=()):
+    "A JSON-able description of `schedule`: cosine, linear, discrete by their parameters, any other as a table exact at `times`."
+    kind = type(schedule)
+    if kind is CosineSchedule: return {'type': 'cosine'}
+    if kind is LinearSchedule: return {'type': 'linear', 'beta_0': schedule.beta_0, 'beta_1': schedule.beta_1}
+    if kind is DiscreteSchedule: return {'type': 'discrete', 'alphas_cumprod': schedule.alphas_cumprod.tolist()}
+    tab = schedule if kind is TabulatedSchedule else _table(schedule, times)
+    return {'type': 'tabulated', 'name': tab.name, 't': tab._t.tolist(),
+            'log_alpha2': [None if v == -math.inf else v for v in tab._l.tolist()]}      # JSON has no infinity: null is alpha = 0
 
 def schedule_from_config(config):
-    "The schedule a `schedule_config` describes."
-    kind = config['type']
-    if kind == 'cosine': return CosineSchedule()
-    if kind == 'linear': return LinearSchedule(config['beta_0'], config['beta_1'])
-    if kind == 'discrete': return DiscreteSchedule(config['alphas_cumprod'])
-    raise ValueError(f'Unknown schedule type {kind!r}.')
+    "The schedule a `schedule_config` describes; a config read from a file is checked, not trusted."
+    kind = config.get('type') if isinstance(config, dict) else None
+    try:
+        if kind == 'cosine': return CosineSchedule()
+        if kind == 'linear': return LinearSchedule(float(config['beta_0']), float(config['beta_1']))
+        if kind == 'discrete': return DiscreteSchedule(config['alphas_cumprod'])
+        if kind == 'tabulated':
+            l = [-math.inf if v is None else v for v in config['log_alpha2']]
+            return TabulatedSchedule(config['t'], l, config.get('name', kind))
+    except (KeyError, TypeError) as e: raise ValueError(f'Bad {kind} schedule config: {e!r}.') from e
+    raise ValueError(f'Unknown schedule {str(config)[:80]}: expected a config of type cosine, linear, discrete or tabulated.')
