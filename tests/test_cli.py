@@ -71,7 +71,8 @@ def test_two_processes(tmp_path):
     assert r.returncode == 0, r.stderr
     check_run(tmp_path, 4)
     assert r.stdout.count('wrote the student to') == 1                       # the main process reports
-    assert sorted(p.name for p in checkpoints(tmp_path)[-1][1].iterdir()) == ['rng-0.pt', 'rng-1.pt', 'state.pt', 'student']
+    assert sorted(p.name for p in checkpoints(tmp_path)[-1][1].iterdir()) == ['optimizer.bin', 'rng-0.safetensors', 'rng-1.safetensors',
+                                                                                'state.json', 'student']
 
 
 def test_readme_command_on_the_shipped_digits_teacher(tmp_path):
