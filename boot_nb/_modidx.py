@@ -250,7 +250,7 @@ d = { 'settings': { 'branch': 'main',
                                'boot_nb.train.cond_kind': ('train.html#cond_kind', 'boot_nb/train.py'),
                                'boot_nb.train.distill': ('train.html#distill', 'boot_nb/train.py'),
                                'boot_nb.train.load_checkpoint': ('train.html#load_checkpoint', 'boot_nb/train.py'),
-                               'boot_nb.train.save_checkpoint': ('train.html#save_checkpoint', 'boot_nb/train.py'),
-                               'boot_nb.train.step_generator': ('train.html#step_generator', 'boot_nb/train.py')}}}
                                'boot_nb.train.load_rng_states': ('train.html#load_rng_states', 'boot_nb/train.py'),
                                'boot_nb.train.save_rng_states': ('train.html#save_rng_states', 'boot_nb/train.py'),
+                               'boot_nb.train.save_checkpoint': ('train.html#save_checkpoint', 'boot_nb/train.py'),
+                               'boot_nb.train.step_generator': ('train.html#step_generator', 'boot_nb/train.py')}}}

@@ -112,6 +112,9 @@ def load_checkpoint(accelerator, folder):
     pickles = sorted(p.name for p in folder.glob('*.pkl'))
     if pickles: raise ValueError(f'Checkpoint {str(folder)!r} holds pickle files ({", ".join(pickles)}), which boot_nb never writes nor '
                                  'loads: it was not written by boot_nb as it is. Remove the folder to resume from the one before.')
+    if not (folder / 'state.json').exists():
+        raise ValueError(f'Checkpoint {str(folder)!r} has no state.json: it was written by an older boot_nb (state.pt, rng-*.pt), which '
+                         'cannot be resumed without unpickling. Start the run again in a new out_dir.')
     scaler = accelerator.scaler
     if not (folder / SCALER_NAME).exists(): accelerator.scaler = None    # saved without fp16: the scaler of an fp16 resume starts afresh
     hook = accelerator.register_load_state_pre_hook(partial(_load_student_hook, accelerator))

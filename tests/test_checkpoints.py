@@ -100,6 +100,14 @@ def test_student_that_cannot_be_saved_fails_before_step_one(tmp_path, script, ca
     assert not (tmp_path / 'log.jsonl').exists() and not checkpoints(tmp_path)
 
 
+def test_checkpoint_of_an_older_boot_nb_gives_a_clear_error(tmp_path, script):
+    distill(script['teacher'](), script['MLPStudent']((2,), hidden=16, depth=1), out_dir=tmp_path, **{**script['RUN'], 'steps': 20})
+    last = checkpoints(tmp_path)[-1][1]
+    (last / 'state.json').unlink(); (last / 'state.pt').write_bytes(b'')       # the layout before accelerate's save_state
+    with pytest.raises(ValueError, match='has no state.json: it was written by an older boot_nb'):
+        distill(script['teacher'](), script['MLPStudent']((2,), hidden=16, depth=1), out_dir=tmp_path, resume=True, **script['RUN'])
+
+
 def test_run_killed_after_a_checkpoint_resumes_in_a_new_process_bit_exact(tmp_path, script):
     (tmp_path / 'run.py').write_text(SCRIPT)
     out = tmp_path / 'cut'
