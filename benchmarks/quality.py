@@ -3,14 +3,14 @@
 Distils exact teachers (a 2-D and an 8-D Gaussian mixture, the optimal denoiser of 256 sklearn digits) into a small MLP
 student, and the shipped digits UNet teacher into a copy of itself, with `distill`'s default BOOT settings (delta, solver,
 beta; only the number of steps, the batch size, the student's size and, for the UNet, the learning rate are chosen here, to
-fit a 2-core CPU). For each case it measures, on fixed noise (`boot_nb.metrics.compare_to_ddim`):
+fit a 2-core CPU; t_max is distill's default). For each case it measures, on fixed noise (`boot_nb.metrics.compare_to_ddim`):
 
 - `endpoint`: the mean L2 distance of each sample to the teacher's ODE endpoint from the same noise (Heun, many steps);
 - a distribution distance to the data: MMD (`boot_nb.metrics.mmd`) for the exact teachers, and the Frechet distance of the
   digit classifier's features (`boot_nb.metrics.frechet_distance` / `digit_features`) for the digit teachers.
 
 It prints a table per case and writes `benchmarks/results/quality.json` (or `--out`), then the README's results table.
-A case's target names the DDIM baseline the one-step student must beat on both numbers (the shipped UNet: on FD). Run
+A case's target names the DDIM baseline the one-step student must beat on both numbers (the shipped v-prediction UNet: on FD). Run
 from the repository root:
 
     python benchmarks/quality.py --threads 2          # all cases, about 30 minutes on 2 CPU cores
@@ -49,21 +49,22 @@ class EpsFromV(torch.nn.Module):
         return UNet2DOutput(sample=a * v + s * x)
 
 
-def shipped_digits_eps():
-    "The shipped digits teacher as an epsilon-prediction teacher on diffusers' linear DDPM schedule (as google/ddpm-cifar10-32)."
+def shipped_digits_eps(beta_schedule='linear'):
+    "The shipped digits teacher as an epsilon-prediction teacher on a diffusers DDPM schedule: 'linear' (as google/ddpm-cifar10-32) or 'squaredcos_cap_v2' (as DeepFloyd IF)."
     import diffusers
     from boot_nb.schedules import DiscreteSchedule
     from boot_nb.teachers import DiffusersTeacher
     v = shipped_digits()
-    linear = DiscreteSchedule.from_scheduler(diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule='linear'))
-    return DiffusersTeacher(EpsFromV(v.net, v.schedule, linear), linear, 'epsilon')
+    new = DiscreteSchedule.from_scheduler(diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule=beta_schedule))
+    return DiffusersTeacher(EpsFromV(v.net, v.schedule, new), new, 'epsilon')
 
 
 # name: teacher, student (None: a copy of the teacher), training steps, batch and learning rate (None: distill's default), samples
 # and Heun steps for the reference, distribution metric, and the DDIM baseline to beat. The UNet case is the README's command;
 # its lr was chosen on it (1500 steps of 32, FD of the one-step student): 1e-4 (the default for a copy) 44, 3e-4 31, 1e-3 26.
-# The eps case is the same teacher (the same x0 predictions, to 1e-6) as an epsilon-prediction network on the linear DDPM
-# schedule, the kind of google/ddpm-cifar10-32 and Stable Diffusion: a known failure of teacher-copy students (`07_train`).
+# The eps cases are the same teacher (the same x0 predictions, to 1e-6) as an epsilon-prediction network on the linear DDPM
+# schedule (the kind of google/ddpm-cifar10-32) and on the cosine schedule of DeepFloyd IF; their copies use the default t_max
+# where the gain of eq. (1) is 10 (`boot_nb.student`).
 CASES = {
     'gmm2d': dict(title='2-D mixture', teacher=EXACT_TEACHERS['gmm2d'], student=dict(hidden=256, depth=4), steps=4000, batch_size=256,
                   n=2000, ref_steps=200, metric='mmd', target='DDIM-4'),
@@ -73,8 +74,11 @@ CASES = {
                       n=1000, ref_steps=200, metric='fd', target='DDIM-2'),
     'digits-unet': dict(title='shipped digits UNet (16x16)', teacher=shipped_digits, student=None, steps=1500, batch_size=32, lr=1e-3,
                         n=500, ref_steps=50, metric='fd', target='DDIM-4', target_on=('fd',)),
-    'digits-unet-eps': dict(title='the same UNet, as epsilon-prediction', teacher=shipped_digits_eps, student=None, steps=1500,
-                            batch_size=32, lr=1e-3, n=500, ref_steps=50, metric='fd', target='DDIM-4', target_on=('fd',)),
+    'digits-unet-eps': dict(title='the same UNet, as epsilon-prediction (linear schedule)', teacher=shipped_digits_eps, student=None,
+                            steps=1500, batch_size=32, lr=1e-3, n=500, ref_steps=50, metric='fd', target='DDIM-4'),
+    'digits-unet-eps-cos': dict(title='the same UNet, as epsilon-prediction (cosine schedule)',
+                                teacher=lambda: shipped_digits_eps('squaredcos_cap_v2'), student=None, steps=1500, batch_size=32,
+                                lr=1e-3, n=500, ref_steps=50, metric='fd', target='DDIM-4'),
 }
 
 
@@ -104,7 +108,7 @@ def run_case(name, case, seed=0, steps_scale=1.):
     print(f'target: beat {case["target"]} on {", ".join(on)}: {"met" if met else "MISSED"} '
           f'(baseline minus student: {", ".join(f"{c} {m:+.4g}" for c, m in margins.items())}); '
           f'training {steps} steps took {train["wall_s"]} s wall, {train["cpu_s"]} s CPU', flush=True)
-    return {'steps': steps, 'batch_size': case['batch_size'], 'student': case['student'] or 'copy of the teacher',
+    return {'steps': steps, 'batch_size': case['batch_size'], 'student': case['student'] or 'copy of the teacher', 't_max': student.t_max,
             'samples': n, 'reference': f'Heun, {case["ref_steps"]} steps', 'training': train, 'rows': rows,
             'target': case['target'], 'target_on': list(on), 'margins': margins, 'met': met}
 

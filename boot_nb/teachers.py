@@ -140,14 +140,14 @@ class DiffusersTeacher(torch.nn.Module):
             return torch.maximum(torch.minimum(x0, q), -q) / q
         return x0 if self.clip_sample is None else x0.clamp(-self.clip_sample, self.clip_sample)
 
-    def predict(self, net, x_t, t, cond=None, postprocess=True, convert_at=None):
-        "Run `net` (this teacher's architecture) on `x_t` at times `t` (B,); its output to x0 by eq. (1) at `t` (or time `convert_at`)."
+    def predict(self, net, x_t, t, cond=None, postprocess=True, convert_range=None):
+        "Run `net` (this teacher's architecture) on `x_t` at times `t` (B,); its output to x0 by eq. (1) with the coefficients of `t`, or of `t` clamped to `convert_range` = (lo, hi)."
         p = next(net.parameters())
         i = self.schedule.timestep(t.double()).to(device=p.device, dtype=torch.float32)
         out = net(x_t.to(p.dtype), i, **self.cond_kwargs(net, cond, len(x_t))).sample.to(x_t.dtype)
         if self.learned_variance: out = out[:, :x_t.shape[1]]
         shape = (-1,) + (1,) * (x_t.ndim - 1)
-        tc = t if convert_at is None else torch.full_like(t, convert_at)   # a BOOT student converts at t_max (boot_nb.student)
+        tc = t if convert_range is None else t.clamp(*convert_range)   # a BOOT student's conversion (boot_nb.student)
         a, s = (g(tc.double()).to(x_t).reshape(shape) for g in (self.schedule.alpha, self.schedule.sigma))
         x0 = x0_from_output(out, x_t, a, s, self.prediction_type)
         return self.postprocess(x0) if postprocess else x0

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from .losses import BOOTLoss, loss_distance
 from .sampling import ddim_sample, one_step_sample
-from .student import BOOTStudent, MLPStudent, _jsonable, load_student, make_student, save_student, student_config
+from .student import BOOTStudent, MLPStudent, _jsonable, default_t_max, load_student, make_student, save_student, student_config
 from .teachers import GuidedTeacher, context_set
 
 # %% ../nbs/08_train.ipynb #0cf11a9d
@@ -179,7 +179,7 @@ RESUMABLE = ('steps', 'checkpoint_every', 'sample_every', 'log_with', 'log_every
 
 
 # %% ../nbs/08_train.ipynb #963ac49e
-def distill(teacher, student=None, *, steps=2000, batch_size=64, lr=None, delta=0.15, t_min=None, t_max=1., beta=1.,
+def distill(teacher, student=None, *, steps=2000, batch_size=64, lr=None, delta=0.15, t_min=None, t_max=None, beta=1.,
             solver='heun', loss='l2', guidance=None, prompts=None, labels=None, mixed_precision='no', seed=0,
             out_dir='boot_student', checkpoint_every=500, resume=False, sample_every=500, log_with=None,
             r_min=None, grad_clip=1., weight_decay=0., lr_schedule='cosine', lpips_net='alex', lpips_weights=None,
@@ -189,6 +189,7 @@ def distill(teacher, student=None, *, steps=2000, batch_size=64, lr=None, delta=
     from tqdm.auto import tqdm
     schedule = teacher.schedule
     if t_min is None: t_min = max(0.002, 1 / getattr(schedule, 'num_train_timesteps', 500))
+    if t_max is None: t_max = default_t_max(teacher, student)
     _check_args(steps, batch_size, lr, delta, t_min, t_max, beta, solver, mixed_precision, checkpoint_every, sample_every, schedule,
                 lr_schedule)
     config = {k: _jsonable(v) for k, v in dict(steps=steps, batch_size=batch_size, lr=lr, delta=delta, t_min=t_min, t_max=t_max,

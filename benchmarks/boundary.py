@@ -1,0 +1,63 @@
+"""Boundary benchmark: what a teacher copy's t_max costs and buys (`boot_nb.student`, eq. (S)).
+
+For the shipped digits teacher (v-prediction, cosine schedule) and the same network as an epsilon-prediction teacher on the
+linear DDPM and the IF cosine schedules (`quality.shipped_digits_eps`), and for t_max = `copy_t_max(schedule, type, G)` over
+a range of gain bounds G, it prints and writes (`benchmarks/results/boundary.json`):
+
+- `alpha`: alpha(t_max); `gain`: |c_out(t_max)|, which a copy that is exact at t_max must have;
+- `offset`: the mean L2 distance between the teacher's ODE solved from the student's boundary point
+  x = alpha f(eps, t_max) + sigma eps at t_max, and from eps at t = 1 (both Heun, 50 steps): the endpoint error of a perfect
+  student with that t_max.
+
+    python benchmarks/boundary.py --threads 2        # about 3 minutes on 2 CPU cores
+"""
+import argparse, json, platform
+from pathlib import Path
+
+import torch
+
+from boot_nb.sampling import heun_sample
+from boot_nb.student import copy_gain, copy_t_max
+from quality import shipped_digits, shipped_digits_eps
+
+TEACHERS = {'v, cosine (shipped)': shipped_digits, 'epsilon, linear': shipped_digits_eps,
+            'epsilon, squaredcos_cap_v2': lambda: shipped_digits_eps('squaredcos_cap_v2')}
+GAINS = (2, 5, 10, 20, 50, float('inf'))
+
+
+def offsets(teacher, n=100, steps=50, seed=1):
+    sch, ptype = teacher.schedule, teacher.prediction_type
+    eps = torch.randn(n, *teacher.sample_shape, generator=torch.Generator().manual_seed(seed))
+    ref = heun_sample(teacher, eps, steps)
+    rows = []
+    for g in GAINS:
+        t_max = copy_t_max(sch, ptype, g)
+        if rows and rows[-1]['t_max'] == t_max: continue
+        t = torch.full((n,), t_max)
+        a, s = (f(t.double()).float().reshape(-1, 1, 1, 1) for f in (sch.alpha, sch.sigma))
+        with torch.no_grad(): x = a * teacher.predict(teacher.net, eps, t, postprocess=False) + s * eps
+        out = heun_sample(teacher, x, steps, t_max=t_max) if t_max < 1 else ref
+        rows.append({'max_gain': g, 't_max': t_max, 'alpha': a[0].item(), 'gain': copy_gain(sch, ptype, t_max).item(),
+                     'offset': (out - ref).flatten(1).norm(dim=1).mean().item()})
+    return rows
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--out', default='benchmarks/results/boundary.json')
+    p.add_argument('--threads', type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    results = {'machine': f'{platform.machine()} CPU, torch {torch.__version__}', 'teachers': {}}
+    print('| teacher | G | t_max | alpha(t_max) | gain at t_max | offset |\n|---|---:|---:|---:|---:|---:|')
+    for name, make in TEACHERS.items():
+        rows = results['teachers'][name] = offsets(make())
+        for r in rows:
+            print(f'| {name} | {r["max_gain"]:g} | {r["t_max"]:.4f} | {r["alpha"]:.3g} | {r["gain"]:.3g} | {r["offset"]:.3f} |', flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=1))
+    print(f'wrote {args.out}')
+
+
+if __name__ == '__main__':
+    main()
