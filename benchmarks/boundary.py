@@ -9,6 +9,9 @@ a range of gain bounds G, it prints and writes (`benchmarks/results/boundary.jso
   x = alpha f(eps, t_max) + sigma eps at t_max, and from eps at t = 1 (both Heun, 50 steps): the endpoint error of a perfect
   student with that t_max.
 
+and, for the copy at distill's default t_max before training, the rms of its signal y(eps, t) at a few t for three ways
+of converting its output: the teacher's own coefficients (u = t), those of t_max at every t, and eq. (S).
+
     python benchmarks/boundary.py --threads 2        # about 3 minutes on 2 CPU cores
 """
 import argparse, json, platform
@@ -17,7 +20,7 @@ from pathlib import Path
 import torch
 
 from boot_nb.sampling import heun_sample
-from boot_nb.student import copy_gain, copy_t_max
+from boot_nb.student import convert_range, copy_gain, copy_t_max, default_t_max, make_student
 from quality import shipped_digits, shipped_digits_eps
 
 TEACHERS = {'v, cosine (shipped)': shipped_digits, 'epsilon, linear': shipped_digits_eps,
@@ -42,6 +45,21 @@ def offsets(teacher, n=100, steps=50, seed=1):
     return rows
 
 
+def start_rms(teacher, n=64, seed=0, times=(0.002, 0.05, 0.2, 0.4)):
+    "rms of the untrained copy's signal at `times` and t_max, for each conversion of its output (u = t, u = t_max, eq. (S))."
+    eps = torch.randn(n, *teacher.sample_shape, generator=torch.Generator().manual_seed(seed))
+    t_max = default_t_max(teacher)
+    student = make_student(teacher, None, min(times), t_max, None, None)
+    ways = {'u = t': None, 'u = t_max': [t_max, t_max], '(S)': list(convert_range(teacher.schedule, teacher.prediction_type, t_max))}
+    rows = []
+    for way, r in ways.items():
+        kw = {'postprocess': False, **({} if r is None else {'convert_range': r})}
+        with torch.no_grad():
+            ys = [teacher.predict(student.net, eps, torch.full((n,), t), **kw) for t in (*times, t_max)]
+        rows.append({'conversion': way, 't_max': t_max, 'rms': {f'{t:g}': y.pow(2).mean().sqrt().item() for t, y in zip((*times, t_max), ys)}})
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--out', default='benchmarks/results/boundary.json')
@@ -54,6 +72,10 @@ def main(argv=None):
         rows = results['teachers'][name] = offsets(make())
         for r in rows:
             print(f'| {name} | {r["max_gain"]:g} | {r["t_max"]:.4f} | {r["alpha"]:.3g} | {r["gain"]:.3g} | {r["offset"]:.3f} |', flush=True)
+    print('\n| teacher | conversion | ' + ' | '.join(f'rms of y at t = {t}' for t in ('0.002', '0.05', '0.2', '0.4', 't_max')) + ' |\n|---|---|' + '---:|' * 5)
+    for name, make in TEACHERS.items():
+        rows = results['teachers'][name + ' (start)'] = start_rms(make())
+        for r in rows: print(f'| {name} | {r["conversion"]} | ' + ' | '.join(f'{v:.3g}' for v in r['rms'].values()) + ' |', flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1))
     print(f'wrote {args.out}')

@@ -68,7 +68,7 @@ def _jsonable(v):
     return getattr(v, '__name__', type(v).__name__)
 
 
-# %% ../nbs/07_student.ipynb #0905600b
+# %% ../nbs/07_student.ipynb #5a6d590e
 MAX_GAIN, MIN_GAIN = 10., 1.
 
 def copy_gain(schedule, prediction_type, t):
@@ -100,7 +100,7 @@ def default_t_max(teacher, student=None):
     ptype = getattr(teacher, 'prediction_type', None)
     return copy_t_max(teacher.schedule, ptype) if student is None and ptype is not None else 1.
 
-# %% ../nbs/07_student.ipynb #273da18b
+# %% ../nbs/07_student.ipynb #c52040b3
 def make_student(teacher, student, t_min, t_max, kind, guidance):
     "The BOOTStudent to train: a copy of `teacher.net` run through `teacher.predict` with eq. (S) (student=None), or `student` wrapped."
     info = dict(schedule=teacher.schedule, sample_shape=teacher.sample_shape, t_min=t_min, t_max=t_max, cond_kind=kind, guidance=guidance)

@@ -247,6 +247,10 @@ def load_teacher(name_or_folder, device=None, dtype=None, *, scheduler=None, nul
     extra = dict(null_class=info.get('null_class') if null_class is None else null_class, info=info)
     index, config = _read_json(path / 'model_index.json'), _read_json(path / 'config.json')
     if index:
+        foreign = {k: v[0] for k, v in index.items() if isinstance(v, list) and v[0] not in (None, 'diffusers', 'transformers')}
+        if foreign:      # diffusers would import whatever module model_index.json names: an untrusted folder runs nothing
+            raise ValueError(f'{str(path)!r}: model_index.json names components from {foreign}; a teacher folder may only hold '
+                             'diffusers and transformers components.')
         found = {k: v[1] for k, v in index.items() if isinstance(v, list) and v[1]}
         if index.get('_class_name') not in SUPPORTED_PIPELINES or found.get('unet') not in _UNETS:
             raise ValueError(f'Unsupported pipeline in {str(path)!r}: {index.get("_class_name")} with {found}. {_SUPPORTED}')
