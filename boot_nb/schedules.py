@@ -100,15 +100,21 @@ def _interp(x, xp, fp):
 
 # %% ../nbs/00_schedules.ipynb #e6c7227d
 class TabulatedSchedule(VPSchedule):
-    "A schedule from a table: log alpha^2 at times `t` (strictly increasing from 0 to 1), linear in between."
-    def __init__(self, t, log_alpha2, name='tabulated'):
+    "A schedule from a table: log alpha^2 (and optionally the network's `timesteps`) at times `t` (increasing from 0 to 1), linear in between."
+    def __init__(self, t, log_alpha2, name='tabulated', timesteps=None):
         t, l = (torch.as_tensor(v, dtype=torch.float64).flatten() for v in (t, log_alpha2))
         if len(t) < 2 or t.shape != l.shape or t[0] != 0 or t[-1] != 1 or not bool((t[1:] > t[:-1]).all()):
             raise ValueError('A tabulated schedule needs times `t` that increase strictly from 0 to 1, one `log_alpha2` per time.')
         if not bool((l <= 0).all() and (l[1:] <= l[:-1]).all()):
             raise ValueError('`log_alpha2` (log alpha_t^2) must be <= 0 and must not increase with t.')
         self._t, self._l, self.name = t, l, str(name)
+        self._i = None if timesteps is None else torch.as_tensor(timesteps, dtype=torch.float64).flatten()
+        if self._i is not None and self._i.shape != t.shape: raise ValueError('`timesteps` needs one value per time.')
     def log_alpha2(self, t): return _interp(t, self._t, self._l)
+    def timestep(self, t):
+        "The network's timestep input at `t`, from the table of the schedule it was saved from (a diffusers teacher's needs it)."
+        if self._i is None: raise AttributeError(f'{self!r} has no timestep table: the schedule it was saved from had no `timestep`.')
+        return _interp(t, self._t, self._i)
     def t_of_log_alpha2(self, l): return _interp(-l, -self._l, self._t)
     def __repr__(self): return f'TabulatedSchedule({self.name}, {len(self._t)} times)'
 
@@ -118,7 +124,9 @@ def _table(schedule, times=()):
     x = torch.tensor([float(s) for s in times], dtype=torch.float64).clamp(0, 1)
     t = torch.cat([torch.linspace(0, 1, 2049, dtype=torch.float64), u, 1 - u, x, x.float().double()]).unique()
     name = type(schedule).__name__
-    try: return TabulatedSchedule(t, torch.nn.functional.logsigmoid(2 * torch.as_tensor(schedule.lam(t)).double()), name)
+    try:
+        steps = torch.as_tensor(schedule.timestep(t)).double() if hasattr(schedule, 'timestep') else None
+        return TabulatedSchedule(t, torch.nn.functional.logsigmoid(2 * torch.as_tensor(schedule.lam(t)).double()), name, steps)
     except Exception as e:
         raise ValueError(f'Cannot save a {name}: tabulating log alpha^2 = log sigmoid(2 lam(t)) on float64 times failed ({e}). '
                          'A schedule needs alpha(t), sigma(t) and lam(t), with lam decreasing in t.') from e
@@ -131,7 +139,8 @@ def schedule_config(schedule, times=()):
     if kind is DiscreteSchedule: return {'type': 'discrete', 'alphas_cumprod': schedule.alphas_cumprod.tolist()}
     tab = schedule if kind is TabulatedSchedule else _table(schedule, times)
     return {'type': 'tabulated', 'name': tab.name, 't': tab._t.tolist(),
-            'log_alpha2': [None if v == -math.inf else v for v in tab._l.tolist()]}      # JSON has no infinity: null is alpha = 0
+            'log_alpha2': [None if v == -math.inf else v for v in tab._l.tolist()],      # JSON has no infinity: null is alpha = 0
+            'timestep': None if tab._i is None else tab._i.tolist()}
 
 def schedule_from_config(config):
     "The schedule a `schedule_config` describes; a config read from a file is checked, not trusted."
@@ -142,6 +151,6 @@ def schedule_from_config(config):
         if kind == 'discrete': return DiscreteSchedule(config['alphas_cumprod'])
         if kind == 'tabulated':
             l = [-math.inf if v is None else v for v in config['log_alpha2']]
-            return TabulatedSchedule(config['t'], l, config.get('name', kind))
+            return TabulatedSchedule(config['t'], l, config.get('name', kind), config.get('timestep'))
     except (KeyError, TypeError) as e: raise ValueError(f'Bad {kind} schedule config: {e!r}.') from e
     raise ValueError(f'Unknown schedule {str(config)[:80]}: expected a config of type cosine, linear, discrete or tabulated.')

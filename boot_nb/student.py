@@ -145,7 +145,7 @@ def student_config(student):
     net = student.net
     lib = type(net).__module__.split('.')[0]
     fmt = lib if lib in _PRETRAINED and hasattr(net, 'save_pretrained') else 'safetensors'
-    cfg = {'t_min': student.t_min, 't_max': student.t_max, 'schedule': schedule_config(student.schedule, (student.t_min, student.t_max)),
+    cfg = {'t_min': student.t_min, 't_max': student.t_max, 'schedule': schedule_config(student.schedule, (student.t_min, student.t_max, *student.predict_kwargs.get('convert_range', ()))),
            'sample_shape': list(student.sample_shape), 'cond_kind': student.cond_kind, 'guidance': student.guidance,
            'parameterization': _parameterization(student),
            'net': {'class': f'{type(net).__module__}.{type(net).__qualname__}', 'format': fmt}}

@@ -30,3 +30,32 @@ def test_teacher_copy_learns(name, tmp_path):
                       progress=False)
     with torch.no_grad(): d = dist(one_step_sample(student, eps))
     assert d < ddim2, (d, ddim2)
+
+
+def test_copy_of_a_teacher_with_a_schedule_boot_nb_does_not_know(tmp_path):
+    "A diffusers copy on a duck-typed schedule (with the network's `timestep`) distils, saves, and loads back sampling the same."
+    import diffusers
+    from boot_nb.schedules import DiscreteSchedule
+    from boot_nb.student import load_student
+    from boot_nb.teachers import DiffusersTeacher
+    torch.set_num_threads(1)
+    ddpm = DiscreteSchedule.from_scheduler(diffusers.DDPMScheduler())
+
+    class Custom:      # not a boot_nb class: only what the teacher contract and a diffusers network need
+        def alpha(self, t): return ddpm.alpha(t)
+        def sigma(self, t): return ddpm.sigma(t)
+        def lam(self, t): return ddpm.lam(t)
+        def timestep(self, t): return ddpm.timestep(t)
+
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(16, 32), layers_per_block=1,
+                                 norm_num_groups=8, down_block_types=('DownBlock2D', 'DownBlock2D'), up_block_types=('UpBlock2D', 'UpBlock2D'))
+    teacher = DiffusersTeacher(unet, Custom(), 'epsilon')
+    student = distill(teacher, steps=4, batch_size=4, out_dir=tmp_path, sample_every=0, checkpoint_every=2, progress=False)
+    loaded = load_student(tmp_path / 'student')
+    assert type(loaded.schedule).__name__ == 'TabulatedSchedule'
+    eps = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    t = torch.tensor([student.t_min, 0.1, 0.3, 0.5, 0.6, student.t_max, student.t_max, 0.05])
+    with torch.no_grad():
+        assert (one_step_sample(loaded, eps) - one_step_sample(student, eps)).abs().max() < 1e-6
+        assert (loaded(eps, t) - student(eps, t)).abs().max() < 1e-4     # between the table's nodes (1/2048 apart): interpolated
