@@ -64,7 +64,7 @@ def _distill_parser(sub):
     a('--steps', type=int, default=2000); a('--batch-size', type=int, default=64)
     a('--lr', type=float, default=None, help='default: 1e-4 for a copy of the teacher, 1e-3 for an MLP student')
     a('--lr-schedule', choices=['cosine', 'constant'], default='cosine')
-    a('--delta', type=float, default=0.15); a('--t-min', type=float, default=None); 
+    a('--delta', type=float, default=0.15); a('--t-min', type=float, default=None)
     a('--t-max', type=float, default=None, help='default: where a copy\'s gain is 10 (below 1 for epsilon teachers), else 1')
     a('--beta', type=float, default=1.); a('--solver', choices=['heun', 'ddim'], default='heun')
     a('--loss', choices=['l2', 'lpips'], default='l2')

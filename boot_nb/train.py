@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from .losses import BOOTLoss, loss_distance
 from .sampling import ddim_sample, one_step_sample
-from .student import BOOTStudent, MLPStudent, _jsonable, default_t_max, load_student, make_student, save_student, student_config
+from .student import BOOTStudent, _jsonable, default_t_max, make_student, save_student, student_config
 from .teachers import GuidedTeacher, context_set
 
 # %% ../nbs/08_train.ipynb #0cf11a9d
