@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['DIGIT_NAMES', 'PROMPT_TEMPLATES', 'digits_scheduler', 'digits_unet', 'vlb_term', 'digit_prompt', 'digit_prompts',
            'word_tokenizer', 'tiny_t5_encoder', 'digits_text_pipeline', 'teacher_info', 'train_teacher',
-           'evaluate_teacher']
+           'evaluate_teacher', 'cifar10_unet']
 
 # %% ../nbs/04_teacher_training.ipynb #9f5f2638
 import json, math, time
@@ -172,3 +172,15 @@ def evaluate_teacher(teacher, n=200, steps=50, guidance=None, seed=0, classifier
         teacher = GuidedTeacher(teacher, teacher.info.get('guidance_scale', 1.) if guidance is None else guidance)
     x = ddim_sample(teacher, noise, steps, prompts)
     return x, labels, digit_scores(x, labels, classifier)
+
+# %% ../nbs/04_teacher_training.ipynb #eca8a2a2
+def cifar10_unet(scale=1.0, **overrides):
+    "A random `UNet2DModel` in `google/ddpm-cifar10-32`'s layout, its widths multiplied by `scale` (rounded to multiples of 8); `overrides` go to the constructor."
+    widths = tuple(max(8, round(c * scale / 8) * 8) for c in (128, 256, 256, 256))
+    config = dict(sample_size=32, in_channels=3, out_channels=3, block_out_channels=widths, layers_per_block=2,
+                  down_block_types=('DownBlock2D', 'AttnDownBlock2D', 'DownBlock2D', 'DownBlock2D'),
+                  up_block_types=('UpBlock2D', 'UpBlock2D', 'AttnUpBlock2D', 'UpBlock2D'),
+                  act_fn='silu', attention_head_dim=None, center_input_sample=False, downsample_padding=0,
+                  flip_sin_to_cos=False, freq_shift=1, mid_block_scale_factor=1, norm_eps=1e-6,
+                  norm_num_groups=min(32, math.gcd(*widths)), time_embedding_type='positional')
+    return diffusers.UNet2DModel(**{**config, **overrides})
