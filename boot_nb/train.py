@@ -4,18 +4,22 @@
 
 # %% auto #0
 __all__ = ['RESUMABLE', 'cond_kind', 'check_context', 'step_generator', 'save_rng_states', 'load_rng_states', 'checkpoints',
-           'save_checkpoint', 'load_checkpoint', 'comparison_figure', 'distill']
+           'save_checkpoint', 'load_checkpoint', 'ShownFigure', 'image_grid', 'comparison_figure', 'DistillConfig',
+           'Distiller', 'distill']
 
 # %% ../nbs/08_train.ipynb #7a1b73a9
-import json, math, os, pickle, random, shutil, time
+import dataclasses, difflib, inspect, io, json, math, os, pickle, random, shutil, signal, threading, time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field, fields
 from functools import partial
 from pathlib import Path
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from torch import nn
 from .losses import BOOTLoss, loss_distance
 from .sampling import ddim_sample, one_step_sample
-from .student import BOOTStudent, _jsonable, default_t_max, make_student, save_student, student_config
+from .student import _jsonable, default_t_max, make_student, save_student, student_config
 from .teachers import GuidedTeacher, context_set
 
 # %% ../nbs/08_train.ipynb #0cf11a9d
@@ -38,9 +42,9 @@ def check_context(teacher, prompts=None, labels=None, guidance=None):
     return context_set(prompts if prompts is not None else labels)
 
 # %% ../nbs/08_train.ipynb #c728d21e
-def step_generator(seed, step, process=0, device=None):
-    "The torch.Generator for one training step: seeded by (seed, step, process), so any step's draws can be replayed."
-    state = np.random.SeedSequence([seed, step, process]).generate_state(2, dtype=np.uint32)
+def step_generator(seed, step, process=0, device=None, micro=0):
+    "The torch.Generator of a training step's micro-batch: seeded by (seed, step, process, micro), so any step's draws can be replayed."
+    state = np.random.SeedSequence([seed, step, process] + ([micro] if micro else [])).generate_state(2, dtype=np.uint32)
     return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
 
 def save_rng_states(path):
@@ -131,23 +135,33 @@ def load_checkpoint(accelerator, folder):
     return state['step'], state['config']
 
 # %% ../nbs/08_train.ipynb #a2d38385
+class ShownFigure(Figure):
+    "A matplotlib Figure made without pyplot (training never touches the notebook's plots) that Jupyter and Colab still show."
+    def _repr_png_(self):
+        buf = io.BytesIO()
+        self.savefig(buf, format='png', dpi=100)
+        return buf.getvalue()
+
 def _images(x, teacher):
     if hasattr(teacher, 'decode'): x = teacher.decode(x)
     x = x.detach().float().cpu().clamp(-1, 1)
     return (x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x[:, :3]).permute(0, 2, 3, 1) / 2 + 0.5
 
+def image_grid(images, pad=1):
+    "A square grid (H, W, 3) of `images` (B, h, w, 3) in [0, 1], `pad` white pixels around each, so samples stand apart."
+    n = math.ceil(math.sqrt(len(images)))
+    im = torch.cat([images, images.new_ones(n * n - len(images), *images.shape[1:])])
+    im = torch.nn.functional.pad(im, (0, 0, pad, pad, pad, pad), value=1.)
+    h, w = im.shape[1:3]
+    return im.reshape(n, n, h, w, 3).permute(0, 2, 1, 3, 4).reshape(n * h, n * w, 3)
+
 def comparison_figure(teacher, teacher_x, student_x, titles):
-    "A matplotlib Figure: teacher samples beside student samples (image grids, or scatter plots of the first 2 dims)."
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(8, 4.2))
+    "Teacher samples beside student samples (image grids, or scatter plots of the first 2 dims), as a `ShownFigure`."
+    fig = ShownFigure(figsize=(8, 4.2))
     axs = fig.subplots(1, 2)
     for ax, x, title in zip(axs, [teacher_x, student_x], titles):
         if len(teacher.sample_shape) == 3 or hasattr(teacher, 'decode'):
-            im = _images(x, teacher)
-            n = math.ceil(math.sqrt(len(im)))
-            im = torch.cat([im, im.new_ones(n * n - len(im), *im.shape[1:])])
-            grid = im.reshape(n, n, *im.shape[1:]).permute(0, 2, 1, 3, 4).reshape(n * im.shape[1], n * im.shape[2], 3)
-            ax.imshow(grid.numpy()); ax.axis('off')
+            ax.imshow(image_grid(_images(x, teacher)).numpy()); ax.axis('off')
         else:
             p = x.detach().float().cpu().flatten(1)
             ax.scatter(p[:, 0], p[:, 1] if p.shape[1] > 1 else torch.zeros(len(p)), s=2, alpha=0.5)
@@ -156,148 +170,288 @@ def comparison_figure(teacher, teacher_x, student_x, titles):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/08_train.ipynb #3e5cd5c4
-def _check_args(steps, batch_size, lr, delta, t_min, t_max, beta, solver, mixed_precision, checkpoint_every, sample_every, schedule,
-                lr_schedule='constant'):
-    def positive_int(name, v, zero=False):
-        if not isinstance(v, int) or isinstance(v, bool) or v < (0 if zero else 1):
-            raise ValueError(f'`{name}` must be an integer >= {0 if zero else 1}, got {v!r}.')
-    positive_int('steps', steps); positive_int('batch_size', batch_size)
-    positive_int('checkpoint_every', checkpoint_every); positive_int('sample_every', sample_every, zero=True)
-    if lr is not None and not lr > 0: raise ValueError(f'`lr` must be > 0, got {lr}.')
-    if not delta > 0: raise ValueError(f'`delta` must be > 0, got {delta}.')
-    if not 0 <= t_min < t_max <= 1: raise ValueError(f'Need 0 <= t_min < t_max <= 1, got t_min={t_min}, t_max={t_max}.')
-    n = getattr(schedule, 'num_train_timesteps', None)
-    if n is not None and t_min < 1 / n - 1e-12:
-        raise ValueError(f'`t_min`={t_min} is below the teacher\'s first training timestep, t = 1/{n}; use t_min >= {1 / n:g}.')
-    if not beta >= 0: raise ValueError(f'`beta` must be >= 0, got {beta}.')
-    if lr_schedule not in ('constant', 'cosine'): raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}.")
-    if solver not in ('ddim', 'heun'): raise ValueError(f"solver must be 'ddim' or 'heun', got {solver!r}.")
-    if mixed_precision not in ('no', 'fp16', 'bf16'): raise ValueError(f"mixed_precision must be 'no', 'fp16' or 'bf16', got {mixed_precision!r}.")
 
-RESUMABLE = ('steps', 'checkpoint_every', 'sample_every', 'log_with', 'log_every', 'mixed_precision', 'cpu', 'progress', 'sample_steps')
+# %% ../nbs/08_train.ipynb #45660895
+def _setting(default, help, check=True, **meta):
+    "A `DistillConfig` field: `help` for the docs and the CLI; `check=False` if a resumed run may change it."
+    return field(default=default, metadata={'help': help, 'check': check, **meta})
+
+@dataclass
+class DistillConfig:
+    "Every setting of a BOOT run: `distill`'s keywords, the settings a checkpoint saves, the resume check and `boot-nb distill`'s options."
+    steps: int = _setting(2000, 'training steps of the whole run; a resumed run continues up to this', check=False)
+    batch_size: int = _setting(64, 'noise samples per micro-batch (per process)')
+    grad_accum: int = _setting(1, 'micro-batches per optimizer step (gradient accumulation: the memory of one, the update of all)')
+    lr: float | None = _setting(None, 'AdamW learning rate; None: 1e-4 for a copy of the teacher, 1e-3 for a student you pass')
+    lr_schedule: str = _setting('cosine', 'cosine: decay to 0 over `steps`; constant: hold it', choices=('cosine', 'constant'))
+    weight_decay: float = _setting(0., 'AdamW weight decay')
+    grad_clip: float = _setting(1., 'clip the gradient norm at this (0: no clipping)')
+    delta: float = _setting(0.15, 'the step from t to s = max(t - delta, t_min) (Algorithm 1, line 4)')
+    t_min: float | None = _setting(None, "the data end; None: 0.002, or the teacher's first training timestep 1/N if later")
+    t_max: float | None = _setting(None, "the noise end (boundary loss); None: 1, or where a teacher copy's gain reaches 10")
+    beta: float = _setting(1., 'weight of the boundary loss (Algorithm 1, line 15)')
+    solver: str = _setting('heun', 'the signal-ODE step of the bootstrapping target', choices=('heun', 'ddim'))
+    r_min: float | None = _setting(None, 'floor of r in the 1/r^2 weight; None: the smallest r of a full step')
+    loss: object = _setting('l2', 'the distance d: l2, lpips or a callable d(a, b) -> (B,)', choices=('l2', 'lpips'))
+    lpips_net: str = _setting('alex', 'the LPIPS backbone', choices=('alex', 'vgg', 'squeeze'))
+    lpips_weights: str | None = _setting(None, "the LPIPS backbone's torchvision weights file, e.g. alexnet-owt-7be5be79.pth",
+                                          check=False)
+    guidance: float | None = _setting(None, 'classifier-free guidance weight w (needs prompts or labels)')
+    prompts: object = _setting(None, 'the context set D: prompts, or a text file with one prompt a line')
+    labels: object = _setting(None, 'the context set D: class labels')
+    seed: int = _setting(0, "seed of every step's draws")
+    mixed_precision: str = _setting('auto', 'auto: bf16 on a GPU that has it, else no', check=False,
+                                    choices=('auto', 'no', 'fp16', 'bf16'))
+    compile: bool = _setting(False, 'torch.compile the student and the teacher network', check=False)
+    threads: int | None = _setting(None, 'CPU threads; None: the idle cores (cores minus the load average, at least 1)', check=False)
+    cpu: bool = _setting(False, 'train on the CPU even if there is a GPU', check=False)
+    out_dir: str = _setting('boot_student', 'output folder: student/, log.jsonl, checkpoints/, samples/', check=False)
+    resume: bool = _setting(False, 'continue from the last checkpoint in out_dir', check=False)
+    checkpoint_every: int = _setting(500, 'write a checkpoint every this many steps', check=False)
+    sample_every: int = _setting(500, 'draw a teacher-vs-student grid every this many steps (0: never)', check=False)
+    sample_steps: int = _setting(20, "DDIM steps of the teacher's samples in the grids", check=False)
+    log_every: int = _setting(10, 'append the losses to log.jsonl every this many steps', check=False)
+    log_with: str | None = _setting(None, 'an accelerate tracker: tensorboard, wandb, ...', check=False)
+    progress: bool = _setting(True, 'show a progress bar', check=False)
+
+    def __post_init__(self):
+        "Check what can be checked without the teacher."
+        for name in ('steps', 'batch_size', 'grad_accum', 'checkpoint_every', 'sample_every', 'sample_steps', 'log_every', 'seed'):
+            v, low = getattr(self, name), 0 if name in ('sample_every', 'seed') else 1
+            if not isinstance(v, int) or isinstance(v, bool) or v < low: raise ValueError(f'`{name}` must be an integer >= {low}, got {v!r}.')
+        for name, ok, want in [('lr', self.lr is None or self.lr > 0, '> 0'), ('delta', self.delta > 0, '> 0'),
+                               ('beta', self.beta >= 0, '>= 0'), ('grad_clip', self.grad_clip >= 0, '>= 0'),
+                               ('weight_decay', self.weight_decay >= 0, '>= 0'), ('threads', self.threads is None or self.threads >= 1, '>= 1'),
+                               ('r_min', self.r_min is None or 0 < self.r_min <= 1, 'in (0, 1]')]:
+            if not ok: raise ValueError(f'`{name}` must be {want}, got {getattr(self, name)}.')
+        t_min, t_max = 0 if self.t_min is None else self.t_min, 1 if self.t_max is None else self.t_max
+        if not 0 <= t_min < t_max <= 1: raise ValueError(f'Need 0 <= t_min < t_max <= 1, got t_min={self.t_min}, t_max={self.t_max}.')
+        for f in fields(self):
+            choices, v = f.metadata.get('choices'), getattr(self, f.name)
+            if choices and not (f.name == 'loss' and callable(v)) and v not in choices:
+                raise ValueError(f"`{f.name}` must be {' or '.join(map(repr, choices))}{' or a callable d(a, b)' if f.name == 'loss' else ''}, got {v!r}.")
+        if self.prompts is not None and self.labels is not None: raise ValueError('Pass `prompts` or `labels`, not both.')
+        if self.guidance is not None and self.prompts is None and self.labels is None:
+            raise ValueError('`guidance` needs a context set: pass `labels` or `prompts`.')
+
+    def saved(self):
+        "The settings as JSON-able values: what a checkpoint records and a resumed run is compared with."
+        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self) if f.name not in ('out_dir', 'resume')}
+
+RESUMABLE = tuple(f.name for f in fields(DistillConfig) if not f.metadata['check'])
+
+def _config(config=None, kwargs={}):
+    "A `DistillConfig` from `config` and keyword overrides, with a clear error for a misspelt name."
+    names = {f.name for f in fields(DistillConfig)}
+    wrong = sorted(set(kwargs) - names)
+    if wrong:
+        near = {w: difflib.get_close_matches(w, names, 1) for w in wrong}
+        raise TypeError('Unknown setting ' + ', '.join(f'`{w}`' + (f' (did you mean `{near[w][0]}`?)' if near[w] else '') for w in wrong)
+                        + f'; the settings are the fields of DistillConfig: {", ".join(sorted(names))}.')
+    return dataclasses.replace(config or DistillConfig(), **kwargs)
 
 
-# %% ../nbs/08_train.ipynb #963ac49e
-def distill(teacher, student=None, *, steps=2000, batch_size=64, lr=None, delta=0.15, t_min=None, t_max=None, beta=1.,
-            solver='heun', loss='l2', guidance=None, prompts=None, labels=None, mixed_precision='no', seed=0,
-            out_dir='boot_student', checkpoint_every=500, resume=False, sample_every=500, log_with=None,
-            r_min=None, grad_clip=1., weight_decay=0., lr_schedule='cosine', lpips_net='alex', lpips_weights=None,
-            log_every=10, sample_steps=20, cpu=False, progress=True):
-    "Distil `teacher` into a one-step BOOT student with Algorithm 1; returns the trained BOOTStudent."
-    from accelerate import Accelerator
+# %% ../nbs/08_train.ipynb #b6aabb58
+def _mixed_precision(c):
+    "The mixed precision `c` asks for, with 'auto' resolved: bf16 on a GPU that supports it, else none."
+    if c.mixed_precision != 'auto': return c.mixed_precision
+    return 'bf16' if not c.cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else 'no'
+
+class Distiller:
+    "One BOOT run in memory: accelerator, student, optimizer and loss, checked together; `train_step(k)` is step k of Algorithm 1."
+    def __init__(self, teacher, student=None, config=None, **kwargs):
+        from accelerate import Accelerator
+        from accelerate.state import AcceleratorState
+        c, schedule = _config(config, kwargs), teacher.schedule
+        t_min = c.t_min if c.t_min is not None else max(0.002, 1 / getattr(schedule, 'num_train_timesteps', 500))
+        c = self.config = dataclasses.replace(c, t_min=t_min, t_max=c.t_max if c.t_max is not None else default_t_max(teacher, student),
+                                              mixed_precision=_mixed_precision(c))
+        n = getattr(schedule, 'num_train_timesteps', None)
+        if n is not None and c.t_min < 1 / n - 1e-12:
+            raise ValueError(f'`t_min`={c.t_min} is below the teacher\'s first training timestep, t = 1/{n}; use t_min >= {1 / n:g}.')
+        AcceleratorState._reset_state()     # accelerate's state is process-global: without this a second run could not change precision
+        acc = self.accelerator = Accelerator(cpu=c.cpu, mixed_precision=c.mixed_precision, log_with=c.log_with, project_dir=str(c.out_dir))
+        device = acc.device
+        if isinstance(teacher, nn.Module): teacher.to(device).eval().requires_grad_(False)
+        self.context = check_context(teacher, c.prompts, c.labels, c.guidance)
+        self.teacher = teacher if c.guidance is None else GuidedTeacher(teacher, c.guidance)    # the target f~ of lines 9-12
+        fresh = student is None
+        student = make_student(teacher, student, c.t_min, c.t_max, cond_kind(teacher) if len(self.context) else None, c.guidance).to(device)
+        self.lr = c.lr if c.lr is not None else (1e-4 if fresh else 1e-3)
+        self.loss = BOOTLoss(c.delta, c.t_min, c.t_max, c.beta, c.solver, loss_distance(c.loss, teacher, c.lpips_net, c.lpips_weights), c.r_min)
+        if isinstance(self.loss.bs.distance, nn.Module): self.loss.bs.distance.to(device)
+        self._check(teacher, student)
+        if device.type == 'cuda' and len(teacher.sample_shape) == 3:    # NHWC convolutions are the tensor cores' layout
+            for net in (student, getattr(teacher, 'net', None)):
+                if isinstance(net, nn.Module): net.to(memory_format=torch.channels_last)
+        if c.compile:       # in place, so state_dict keys (and saved students) stay as they are
+            student.compile()
+            net = getattr(teacher, 'net', teacher)
+            if isinstance(net, nn.Module): net.compile()
+        # fused AdamW reads `found_inf` on the device: a step with a non-finite loss is skipped without a host sync
+        self.fused = device.type in ('cuda', 'cpu') and all(p.dtype.is_floating_point for p in student.parameters())
+        opt = torch.optim.AdamW(student.parameters(), lr=self.lr, weight_decay=c.weight_decay, fused=self.fused or None)
+        self.student, self.opt = acc.prepare(student, opt)
+        self.nonfinite = torch.zeros((), dtype=torch.long, device=device)          # steps skipped since the last `finite_check`
+        self.first_nonfinite = torch.zeros((), dtype=torch.long, device=device)    # the first of them (1-based), 0 if none
+
+    def draw(self, step, micro=0):
+        "Lines 2-3: the noise eps ~ N(0, I) and contexts c ~ D of `step`'s micro-batch, and the generator that then draws its times."
+        g = step_generator(self.config.seed, step, self.accelerator.process_index, self.accelerator.device, micro)
+        eps = torch.randn(self.config.batch_size, *self.teacher.sample_shape, generator=g, device=self.accelerator.device)
+        return eps, self.context.sample(len(eps), g), g
+
+    def _check(self, teacher, student):
+        "Run the teacher, the student and the context set together on a test batch before any step, and check what saving needs."
+        device = self.accelerator.device
+        eps = torch.randn(2, *teacher.sample_shape, generator=torch.Generator(device).manual_seed(0), device=device)
+        cond = self.context.sample(2, torch.Generator(device).manual_seed(0))
+        with torch.no_grad():
+            try: f = teacher(eps, torch.full((2,), self.config.t_max, device=device), cond)
+            except Exception as e: raise ValueError(f'The teacher failed on a test batch with this context set: {e}') from e
+            try: y = student(eps, torch.full((2,), self.config.t_min, device=device), cond)
+            except Exception as e:
+                raise ValueError(f'The student failed on noise of shape {tuple(eps.shape)} (batch, *teacher.sample_shape): {e}') from e
+        if tuple(y.shape) != tuple(eps.shape) or tuple(f.shape) != tuple(eps.shape):
+            raise ValueError(f'The student returns shape {tuple(y.shape[1:])} per sample but the teacher makes samples of shape '
+                             f'{tuple(teacher.sample_shape)}: the student must map noise to a signal of the same shape.')
+        try: student_config(student)
+        except ValueError as e: raise ValueError(f'{e} (checked before the first step: every checkpoint saves the student)') from e
+
+    def lr_at(self, step):
+        "The learning rate of `step`: a function of the step alone, so a resumed run follows it exactly."
+        c = self.config
+        return self.lr if c.lr_schedule == 'constant' else self.lr * 0.5 * (1 + math.cos(math.pi * step / c.steps))
+
+    def train_step(self, step):
+        "Step `step` (0-based) of Algorithm 1; returns [loss, bs, bc] as a device tensor, so nothing waits for the device."
+        acc, c, opt = self.accelerator, self.config, self.opt
+        self.student.train()
+        vals = 0
+        for micro in range(c.grad_accum):
+            eps, cond, g = self.draw(step, micro)                                               # lines 2-3
+            sync = micro == c.grad_accum - 1 or acc.num_processes == 1                        # all-reduce gradients once
+            with (nullcontext() if sync else acc.no_sync(self.student)), acc.autocast():
+                out = self.loss(self.student, self.teacher, eps, cond, generator=g)            # lines 4-14
+            acc.backward(out['loss'] / c.grad_accum)
+            vals = vals + torch.stack([out['loss'], out['bs'], out['bc']]).detach().float() / c.grad_accum
+        vals = acc.reduce(vals, 'mean')
+        bad = ~torch.isfinite(vals).all()
+        self.first_nonfinite = torch.where(bad & (self.first_nonfinite == 0), step + 1, self.first_nonfinite)
+        self.nonfinite += bad
+        if c.grad_clip: acc.clip_grad_norm_(self.student.parameters(), c.grad_clip)             # line 15: theta <- theta - eta grad
+        for group in opt.param_groups: group['lr'] = self.lr_at(step)
+        if self.fused and acc.scaler is None: opt.optimizer.found_inf = bad.float()           # skips the update on the device
+        elif not self.fused and bool(bad): opt.zero_grad(set_to_none=True); return vals       # other devices: a host check
+        opt.step(); opt.zero_grad(set_to_none=True)       # (under fp16 the GradScaler skips a step whose gradients are not finite)
+        return vals
+
+    def finite_check(self, last_checkpoint):
+        "Raise if a step since the last check had a non-finite loss (its update was skipped); a host sync, done only when logging."
+        if not self.nonfinite.item(): return
+        first, n = self.first_nonfinite.item(), self.nonfinite.item()
+        raise FloatingPointError(
+            f'Non-finite loss at step {first}{f" (and {n - 1} more since)" if n > 1 else ""}; the update of such a step is skipped, '
+            f'and the run stopped at the next log line. The last good checkpoint is '
+            f'{str(last_checkpoint) if last_checkpoint else "none (no checkpoint was written yet)"}. '
+            'Try a lower lr, bf16 instead of fp16, or a larger r_min; then resume=True continues from that checkpoint.')
+
+
+# %% ../nbs/08_train.ipynb #4a446f96
+@contextmanager
+def _cpu_threads(c, device):
+    "Run with `c.threads` CPU threads, or on a CPU run as many as are idle: extra busy threads make every step wait for the slowest."
+    before = torch.get_num_threads()
+    n = c.threads
+    if n is None and device.type == 'cpu' and hasattr(os, 'getloadavg'):
+        n = min(before, max(1, (len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()) - round(os.getloadavg()[0])))
+    if n: torch.set_num_threads(n)
+    try: yield torch.get_num_threads()
+    finally: torch.set_num_threads(before)
+
+@contextmanager
+def _stop_on_interrupt():
+    "Turn the first Ctrl-C (SIGINT) into a request to stop after the current step; a second one interrupts at once."
+    stop = []
+    if threading.current_thread() is not threading.main_thread(): yield stop; return     # signals reach the main thread only
+    def handler(sig, frame):
+        stop.append(True)
+        signal.signal(signal.SIGINT, previous)
+    previous = signal.signal(signal.SIGINT, handler)
+    try: yield stop
+    finally: signal.signal(signal.SIGINT, previous)
+
+def _open_log(path, start, main):
+    "Keep the log lines up to the step we start from; a fresh start moves an old log aside rather than deleting it."
+    if not main or not path.exists(): return
+    if start == 0: path.rename(path.with_name(f'log-{time.strftime("%Y%m%d-%H%M%S")}.jsonl')); return
+    keep = [l for l in path.read_text().splitlines() if l and json.loads(l)['step'] <= start]
+    path.write_text(''.join(l + '\n' for l in keep))
+
+def distill(teacher, student=None, config=None, **settings):
+    "Distil `teacher` into a one-step BOOT student with Algorithm 1; returns the trained student. `settings`: `DistillConfig`'s fields."
     from tqdm.auto import tqdm
-    schedule = teacher.schedule
-    if t_min is None: t_min = max(0.002, 1 / getattr(schedule, 'num_train_timesteps', 500))
-    if t_max is None: t_max = default_t_max(teacher, student)
-    _check_args(steps, batch_size, lr, delta, t_min, t_max, beta, solver, mixed_precision, checkpoint_every, sample_every, schedule,
-                lr_schedule)
-    config = {k: _jsonable(v) for k, v in dict(steps=steps, batch_size=batch_size, lr=lr, delta=delta, t_min=t_min, t_max=t_max,
-              beta=beta, solver=solver, loss=loss, guidance=guidance, prompts=prompts, labels=labels, seed=seed, r_min=r_min,
-              grad_clip=grad_clip, weight_decay=weight_decay, lr_schedule=lr_schedule, lpips_net=lpips_net, mixed_precision=mixed_precision,
-              checkpoint_every=checkpoint_every, sample_every=sample_every, log_every=log_every, sample_steps=sample_steps,
-              log_with=log_with, cpu=cpu, progress=progress).items()}
-    out_dir = Path(out_dir)
-    found = checkpoints(out_dir)
-    if found and not resume:
+    c = _config(config, settings)
+    out_dir, found = Path(c.out_dir), checkpoints(c.out_dir)
+    if found and not c.resume:
         raise ValueError(f'{str(out_dir)!r} already holds checkpoints (last: step {found[-1][0]}): pass resume=True to continue '
                          'that run, or choose another out_dir.')
-
-    acc = Accelerator(cpu=cpu, mixed_precision=mixed_precision, log_with=log_with, project_dir=str(out_dir))
-    device, main = acc.device, acc.is_main_process
-    if isinstance(teacher, nn.Module): teacher.to(device).eval().requires_grad_(False)
-    context = check_context(teacher, prompts, labels, guidance)
-    target_teacher = teacher if guidance is None else GuidedTeacher(teacher, guidance)
-    fresh = student is None
-    student = make_student(teacher, student, t_min, t_max, cond_kind(teacher) if len(context) else None, guidance).to(device)
-    lr = config['lr'] = lr if lr is not None else (1e-4 if fresh else 1e-3)
-    boot = BOOTLoss(delta, t_min, t_max, beta, solver, loss_distance(loss, teacher, lpips_net, lpips_weights), r_min)
-    if isinstance(boot.bs.distance, nn.Module): boot.bs.distance.to(device)
-
-    def draw(step, n):
-        "The step's noise and contexts, and the generator that then draws its times."
-        g = step_generator(seed, step, acc.process_index, device)
-        eps = torch.randn(n, *teacher.sample_shape, generator=g, device=device)
-        return eps, context.sample(n, g), g
-
-    # Check the teacher, the student and the context together before any step.
-    eps, cond, _ = draw(0, 2)
-    with torch.no_grad():
-        try: f = teacher(eps, torch.full((2,), t_max, device=device), cond)
-        except Exception as e: raise ValueError(f'The teacher failed on a test batch with this context set: {e}') from e
-        try: y = student(eps, torch.full((2,), t_min, device=device), cond)
-        except Exception as e:
-            raise ValueError(f'The student failed on noise of shape {tuple(eps.shape)} (batch, *teacher.sample_shape): {e}') from e
-    if tuple(y.shape) != tuple(eps.shape) or tuple(f.shape) != tuple(eps.shape):
-        raise ValueError(f'The student returns shape {tuple(y.shape[1:])} per sample but the teacher makes samples of shape '
-                         f'{tuple(teacher.sample_shape)}: the student must map noise to a signal of the same shape.')
-
-    try: student_config(student)
-    except ValueError as e: raise ValueError(f'{e} (checked before the first step: every checkpoint saves the student)') from e
-
-    opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=weight_decay)
-    def lr_at(step):
-        "The learning rate of `step`: a function of the step alone, so a resumed run follows it exactly."
-        return lr if lr_schedule == 'constant' else lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-    student, opt = acc.prepare(student, opt)
-    start = 0
-    if resume and found:
+    if out_dir.exists() and not out_dir.is_dir(): raise ValueError(f'out_dir {str(out_dir)!r} is a file, not a folder: choose another out_dir.')
+    d = Distiller(teacher, student, c)
+    acc, c, main = d.accelerator, d.config, d.accelerator.is_main_process
+    start, last = 0, None
+    if c.resume and found:
         start, saved = load_checkpoint(acc, found[-1][1])
-        changed = {k: (saved.get(k), v) for k, v in config.items() if k not in RESUMABLE and saved.get(k) != v}
+        now = c.saved()
+        changed = {k: (saved.get(k), v) for k, v in now.items() if k not in RESUMABLE and saved.get(k) != v}
         if changed: raise ValueError(f'Cannot resume with different settings (saved, now): {changed}.')
-    if log_with is not None: acc.init_trackers('boot_nb', config={k: v for k, v in config.items() if not isinstance(v, list)})
-
+        last = found[-1][1]
+    elif c.resume: acc.print(f'resume=True, but {str(out_dir)!r} holds no checkpoint: starting at step 0.')
+    if c.log_with is not None: acc.init_trackers('boot_nb', config={k: v for k, v in c.saved().items() if not isinstance(v, list)})
     log_path = out_dir / 'log.jsonl'
-    if main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if log_path.exists():   # drop lines past the checkpoint we resume from (or all, on a fresh start)
-            keep = [l for l in log_path.read_text().splitlines() if l and json.loads(l)['step'] <= start]
-            log_path.write_text(''.join(l + '\n' for l in keep))
-    if sample_every and main:
+    if main: out_dir.mkdir(parents=True, exist_ok=True); _open_log(log_path, start, main)
+    if c.sample_every and main:
         n = 16 if len(teacher.sample_shape) == 3 else 1000
-        g = torch.Generator(device).manual_seed(seed)
-        fixed_eps = torch.randn(n, *teacher.sample_shape, generator=g, device=device)
-        fixed_cond = context.cycle(n, device)
-        teacher_x = ddim_sample(target_teacher, fixed_eps, sample_steps, fixed_cond)
+        fixed_eps = torch.randn(n, *teacher.sample_shape, generator=torch.Generator(acc.device).manual_seed(c.seed), device=acc.device)
+        fixed_cond = d.context.cycle(n, acc.device)
+        teacher_x = ddim_sample(d.teacher, fixed_eps, c.sample_steps, fixed_cond)
 
-    bar = tqdm(total=steps, initial=start, disable=not (progress and main), desc='BOOT', dynamic_ncols=True)
-    t0, last = time.time(), (found[-1][1] if resume and found else None)
-    for step in range(start, steps):
-        student.train()
-        eps, cond, g = draw(step, batch_size)
-        with acc.autocast():
-            out = boot(student, target_teacher, eps, cond, generator=g)
-        vals = acc.reduce(torch.stack([out['loss'], out['bs'], out['bc']]).detach().float(), 'mean')
-        if not bool(torch.isfinite(vals).all()):
-            bar.close()
-            raise FloatingPointError(
-                f'Non-finite loss at step {step + 1} (loss={vals[0]:.4g}, bs={vals[1]:.4g}, bc={vals[2]:.4g}); stopped before '
-                f'the update. The last good checkpoint is {str(last) if last else "none (no checkpoint was written yet)"}. '
-                'Try a lower lr, bf16 instead of fp16, or a larger r_min; then resume=True continues from that checkpoint.')
-        acc.backward(out['loss'])
-        if grad_clip: acc.clip_grad_norm_(student.parameters(), grad_clip)
-        for group in opt.param_groups: group['lr'] = lr_at(step)
-        opt.step(); opt.zero_grad(set_to_none=True)
-        done = step + 1
-        if done % log_every == 0 or done == steps:
-            rec = {'step': done, 'loss': vals[0].item(), 'bs': vals[1].item(), 'bc': vals[2].item(), 'lr': lr_at(step),
-                   'seconds': round(time.time() - t0, 3)}
-            bar.set_postfix(loss=f'{rec["loss"]:.4g}', bs=f'{rec["bs"]:.4g}', bc=f'{rec["bc"]:.4g}')
-            if main:
-                with open(log_path, 'a') as fh: fh.write(json.dumps(rec) + '\n')
-            if log_with is not None: acc.log({k: v for k, v in rec.items() if k != 'step'}, step=done)
-        bar.update(1)
-        if done % checkpoint_every == 0 or done == steps:
-            last = save_checkpoint(acc, done, config, out_dir)
-        if sample_every and main and (done % sample_every == 0 or done == steps):
-            s = acc.unwrap_model(student).eval()
-            fig = comparison_figure(teacher, teacher_x, one_step_sample(s, fixed_eps, fixed_cond),
-                                    [f'teacher: DDIM, {sample_steps} steps', f'student: 1 step, after {done} steps'])
-            (out_dir / 'samples').mkdir(exist_ok=True)
-            fig.savefig(out_dir / 'samples' / f'step-{done:08d}.png', dpi=100)
+    bar = tqdm(total=c.steps, initial=start, disable=not (c.progress and main), desc='BOOT', dynamic_ncols=True)
+    t0, done = time.time(), start
+    with _cpu_threads(c, acc.device), _stop_on_interrupt() as stop:
+        for step in range(start, c.steps):
+            vals = d.train_step(step)
+            done = step + 1
+            if done % c.log_every == 0 or done == c.steps:
+                d.finite_check(last)
+                loss, bs, bc = vals.tolist()
+                rec = {'step': done, 'loss': loss, 'bs': bs, 'bc': bc, 'lr': d.lr_at(step), 'seconds': round(time.time() - t0, 3)}
+                bar.set_postfix(loss=f'{loss:.4g}', bs=f'{bs:.4g}', bc=f'{bc:.4g}')
+                if main:
+                    with open(log_path, 'a') as fh: fh.write(json.dumps(rec) + '\n')
+                if c.log_with is not None: acc.log({k: v for k, v in rec.items() if k != 'step'}, step=done)
+            bar.update(1)
+            if done % c.checkpoint_every == 0 or done == c.steps or stop:
+                d.finite_check(last)
+                last = save_checkpoint(acc, done, c.saved(), out_dir)
+            if c.sample_every and main and (done % c.sample_every == 0 or done == c.steps):
+                fig = comparison_figure(teacher, teacher_x, one_step_sample(acc.unwrap_model(d.student).eval(), fixed_eps, fixed_cond),
+                                        [f'teacher: DDIM, {c.sample_steps} steps', f'student: 1 step, after {done} steps'])
+                (out_dir / 'samples').mkdir(exist_ok=True)
+                fig.savefig(out_dir / 'samples' / f'step-{done:08d}.png', dpi=100)
+            if stop: break
     bar.close()
-    student = acc.unwrap_model(student).eval()
-    if main: save_student(student, out_dir / 'student')
+    student = acc.unwrap_model(d.student).eval()
+    if stop:
+        acc.print(f'Interrupted: step {done} of {c.steps} is saved in {str(last)!r}; call again with resume=True to continue.')
+    elif main: save_student(student, out_dir / 'student')
     acc.wait_for_everyone()
     acc.end_training()
     return student
+
+distill.__signature__ = inspect.Signature(         # help(distill) and editors list every setting, written once in DistillConfig
+    [inspect.Parameter('teacher', inspect.Parameter.POSITIONAL_OR_KEYWORD),
+     inspect.Parameter('student', inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None),
+     inspect.Parameter('config', inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)]
+    + [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default) for f in fields(DistillConfig)])
+
