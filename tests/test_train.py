@@ -1,6 +1,6 @@
 """`distill` keeps its promises: exact resume, a clear stop on a non-finite loss with the last good checkpoint kept,
 and bad arguments rejected before any training step."""
-import json, math, re
+import copy, json, math, os, re, signal
 
 import pytest
 import torch
@@ -10,7 +10,7 @@ from boot_nb.exact import GaussianMixtureTeacher
 from boot_nb.sampling import one_step_sample
 from boot_nb.schedules import DiscreteSchedule, linear_schedule
 from boot_nb.student import MLPStudent, load_student
-from boot_nb.train import checkpoints, distill
+from boot_nb.train import Distiller, checkpoints, distill
 
 torch.set_num_threads(1)
 RING = torch.stack([torch.cos(torch.arange(4) * math.pi / 2), torch.sin(torch.arange(4) * math.pi / 2)], 1) * 2
@@ -38,8 +38,22 @@ class Faulty:
 def weights(student): return {k: v.clone() for k, v in student.state_dict().items()}
 
 
-# Teacher calls: 1 check before training, then 3 per Heun step (f_t, f_s, and f at t_max for the boundary).
-CALLS_BEFORE_STEP = lambda k: 1 + 3 * (k - 1)
+class Counting:
+    "A teacher that counts its calls."
+    def __init__(self, teacher): self.teacher, self.calls, self.schedule, self.sample_shape = teacher, 0, teacher.schedule, teacher.sample_shape
+    def __call__(self, x, t, cond=None): self.calls += 1; return self.teacher(x, t, cond)
+
+
+def calls_per_step():
+    "Teacher calls in one Heun step, as the loss makes them (the boundary target may share a call with the first evaluation)."
+    from boot_nb.losses import BOOTLoss
+    teacher = Counting(ring())
+    BOOTLoss()(small(), teacher, torch.randn(4, 2))
+    return teacher.calls
+
+
+# Teacher calls: 1 check before training, then those of each step.
+CALLS_BEFORE_STEP = lambda k, per_step=calls_per_step(): 1 + per_step * (k - 1)
 
 
 def test_interrupted_and_resumed_run_ends_bit_identical(tmp_path):
@@ -90,11 +104,12 @@ class WrongShape(nn.Module):
 
 
 class TextTeacher:
-    "A stand-in text teacher: conditional on prompt embeddings."
+    "A stand-in text teacher (not a boot_nb class) that records the prompts it is called with."
     cond_kind = 'text'
-    def __init__(self): self.gmm = ring(); self.schedule, self.sample_shape = self.gmm.schedule, (2,)
-    def encode_prompt(self, prompts): return torch.randn(len(prompts), 4)
-    def __call__(self, x, t, cond=None): return self.gmm(x, t)
+    def __init__(self): self.gmm, self.conds = ring(), []; self.schedule, self.sample_shape = self.gmm.schedule, (2,)
+    def __call__(self, x, t, cond=None):
+        self.conds.append(list(cond))
+        return self.gmm(x, t)
 
 
 @pytest.mark.parametrize('teacher, student, kw, message', [
@@ -137,18 +152,35 @@ def test_label_conditional_guided_run_and_text_context(tmp_path):
     assert (back.cond_kind, back.guidance) == ('label', 2.)
     e, c = torch.randn(4, 2), torch.tensor([0, 1, 1, 0])
     assert torch.equal(one_step_sample(back, e, c), one_step_sample(student, e, c))
-    # a text teacher's prompts are encoded once into the context set
-    distill(TextTeacher(), small(), prompts=['a', 'b'], out_dir=tmp_path / 'b', **RUN)
+    # a text teacher gets the prompts of the context set, drawn anew each step, and the student is conditioned on text
+    teacher = TextTeacher()
+    student = distill(teacher, small(), prompts=['a', 'b'], out_dir=tmp_path / 'b', **RUN)
+    seen = [p for cond in teacher.conds for p in cond]
+    assert set(seen) == {'a', 'b'} and len(teacher.conds) > RUN['steps']
+    assert student.cond_kind == 'text' and load_student(tmp_path / 'b' / 'student').cond_kind == 'text'
 
 
-def test_linear_schedule_and_sample_grid(tmp_path):
-    distill(ring(schedule=linear_schedule()), small(), out_dir=tmp_path, **{**RUN, 'sample_every': 3})
+def test_student_keeps_the_teachers_linear_schedule(tmp_path):
+    teacher = ring(schedule=linear_schedule())
+    distill(teacher, small(), out_dir=tmp_path, **{**RUN, 'sample_every': 3})
+    back = load_student(tmp_path / 'student')
+    t = torch.linspace(0.01, 0.99, 7)
+    assert torch.allclose(back.schedule.alpha(t).double(), teacher.schedule.alpha(t).double(), atol=1e-6)
+    assert not torch.allclose(back.schedule.alpha(t).double(), ring().schedule.alpha(t).double(), atol=1e-3)   # not the default
     assert sorted(p.name for p in (tmp_path / 'samples').iterdir()) == ['step-00000003.png', 'step-00000006.png']
 
 
-def test_custom_distance_and_lpips_without_weights(tmp_path):
-    l1 = lambda a, b: (a - b).abs().flatten(1).mean(1)
+def test_custom_distance_is_the_one_trained_with_and_lpips_without_weights(tmp_path):
+    calls = []
+    def l1(a, b):
+        calls.append(len(a))
+        return (a - b).abs().flatten(1).mean(1)
     distill(ring(), small(), loss=l1, out_dir=tmp_path / 'l1', **RUN)
+    distill(ring(), small(), out_dir=tmp_path / 'l2', **RUN)
+    assert calls == [RUN['batch_size']] * 2 * RUN['steps']        # the bootstrapping and the boundary term, every step
+    first = lambda run: json.loads((tmp_path / run / 'log.jsonl').read_text().splitlines()[0])
+    # same noise, times and initial weights: only the distance differs (the L1 boundary term is the mean |y - f|)
+    assert first('l1')['bc'] != pytest.approx(first('l2')['bc'], rel=1e-3)
     with pytest.raises(FileNotFoundError, match='alexnet-owt-7be5be79.pth'):
         distill(ring(), small(), loss='lpips', lpips_weights=tmp_path / 'missing.pth', out_dir=tmp_path / 'lpips', **RUN)
     assert not checkpoints(tmp_path / 'lpips')
@@ -166,3 +198,79 @@ def test_cosine_learning_rate_resumes_exactly(tmp_path):
     lrs = [json.loads(l)['lr'] for l in (tmp_path / 'full' / 'log.jsonl').read_text().splitlines()]
     assert lrs[0] == 1e-3 and all(b < a for a, b in zip(lrs[:-1], lrs[1:]))
 
+
+
+class Interrupting:
+    "A teacher (not a boot_nb class) that sends this process a SIGINT, as Ctrl-C does, on its `at`-th call."
+    def __init__(self, teacher, at): self.teacher, self.at, self.schedule, self.sample_shape = teacher, at, teacher.schedule, teacher.sample_shape
+    def __call__(self, x, t, cond=None):
+        self.at -= 1
+        if self.at == 0: os.kill(os.getpid(), signal.SIGINT)
+        return self.teacher(x, t, cond)
+
+
+def test_ctrl_c_saves_a_checkpoint_says_how_to_resume_and_resumes_exactly(tmp_path, capsys):
+    full = weights(distill(ring(), small(), out_dir=tmp_path / 'full', **RUN))
+    capsys.readouterr()
+    # Ctrl-C during step 2 (the first checkpoint is due at step 3): the step finishes, is saved, and distill returns
+    cut = distill(Interrupting(ring(), CALLS_BEFORE_STEP(2) + 1), small(), out_dir=tmp_path / 'cut', **RUN)
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.strip()]
+    assert len(lines) == 1 and 'step 2 of 6' in lines[0] and 'resume=True' in lines[0], lines
+    assert [s for s, _ in checkpoints(tmp_path / 'cut')] == [2] and not (tmp_path / 'cut' / 'student').exists()
+    assert any(not torch.equal(v, full[k]) for k, v in weights(cut).items())      # stopped early: not the full run's weights
+    resumed = weights(distill(ring(), small(seed=1), out_dir=tmp_path / 'cut', resume=True, **RUN))
+    for k in full: assert torch.equal(full[k], resumed[k]), k
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler      # the handler is put back
+
+
+def test_resume_where_there_is_no_checkpoint_says_so_and_keeps_the_old_log(tmp_path, capsys):
+    (tmp_path / 'log.jsonl').write_text('{"step": 1, "loss": 0.5}\n')
+    distill(ring(), small(), out_dir=tmp_path, resume=True, **RUN)
+    assert "holds no checkpoint: starting at step 0" in capsys.readouterr().out
+    old = list(tmp_path.glob('log-*.jsonl'))
+    assert len(old) == 1 and old[0].read_text() == '{"step": 1, "loss": 0.5}\n'
+    assert [json.loads(l)['step'] for l in (tmp_path / 'log.jsonl').read_text().splitlines()] == list(range(1, 7))
+
+
+def test_distill_runs_again_in_one_process_with_other_settings(tmp_path):
+    a = weights(distill(ring(), small(), out_dir=tmp_path / 'a', mixed_precision='no', **RUN))
+    distill(ring(), small(), out_dir=tmp_path / 'b', mixed_precision='bf16', **RUN)     # accelerate's state is process-global
+    c = weights(distill(ring(), small(), out_dir=tmp_path / 'c', mixed_precision='no', **RUN))
+    for k in a: assert torch.equal(a[k], c[k]), k
+
+
+def test_train_step_reads_nothing_back_and_skips_a_non_finite_update(tmp_path, monkeypatch):
+    d = Distiller(Faulty(ring(), CALLS_BEFORE_STEP(3)), small(), out_dir=tmp_path, batch_size=16)   # steps 0, 1 fine, step 2 NaN
+    d.train_step(0)        # the first step may compute what is then cached (the loss weight's floor)
+    def no_sync(*a): raise AssertionError('host sync inside train_step')
+    with monkeypatch.context() as m:
+        for name in ('item', 'tolist', '__bool__', '__float__', '__int__'): m.setattr(torch.Tensor, name, no_sync)
+        d.train_step(1)
+        before = weights(d.student)
+        d.train_step(2)
+    after = weights(d.student)
+    for k in before: assert torch.equal(before[k], after[k]), k
+    assert (d.nonfinite.item(), d.first_nonfinite.item()) == (1, 3)
+    with pytest.raises(FloatingPointError, match='Non-finite loss at step 3'): d.finite_check(None)
+
+
+def test_gradient_accumulation_averages_its_micro_batches(tmp_path):
+    d = Distiller(ring(), small(), out_dir=tmp_path, batch_size=8, grad_accum=3)
+    twin = copy.deepcopy(d.student)
+    expect = []
+    for micro in range(3):
+        eps, cond, g = d.draw(0, micro)
+        out = d.loss(twin, d.teacher, eps, cond, generator=g)
+        out['loss'].div(3).backward()
+        expect.append(torch.stack([out['loss'], out['bs'], out['bc']]).detach())
+    vals = d.train_step(0)
+    assert torch.allclose(vals, torch.stack(expect).mean(0), rtol=1e-6)
+    for p, q in zip(d.student.parameters(), twin.parameters()): assert p.grad is None and q.grad is not None
+    assert not torch.equal(d.draw(0, 1)[0], d.draw(0, 2)[0])       # each micro-batch draws its own noise
+
+
+def test_compile_trains_the_same_student(tmp_path):
+    run = {**RUN, 'steps': 3}
+    plain = weights(distill(ring(), small(), out_dir=tmp_path / 'plain', **run))
+    compiled = weights(distill(ring(), small(), out_dir=tmp_path / 'compiled', compile=True, **run))
+    for k in plain: assert torch.allclose(plain[k], compiled[k], atol=1e-5), k
