@@ -171,7 +171,7 @@ def comparison_figure(teacher, teacher_x, student_x, titles):
     return fig
 
 
-# %% ../nbs/08_train.ipynb #45660895
+# %% ../nbs/08_train.ipynb #a2dd9a6c
 def _setting(default, help, check=True, **meta):
     "A `DistillConfig` field: `help` for the docs and the CLI; `check=False` if a resumed run may change it."
     return field(default=default, metadata={'help': help, 'check': check, **meta})
@@ -251,7 +251,7 @@ def _config(config=None, kwargs={}):
     return dataclasses.replace(config or DistillConfig(), **kwargs)
 
 
-# %% ../nbs/08_train.ipynb #b6aabb58
+# %% ../nbs/08_train.ipynb #3907b9d7
 def _mixed_precision(c):
     "The mixed precision `c` asks for, with 'auto' resolved: bf16 on a GPU that supports it, else none."
     if c.mixed_precision != 'auto': return c.mixed_precision
@@ -357,7 +357,7 @@ class Distiller:
             'Try a lower lr, bf16 instead of fp16, or a larger r_min; then resume=True continues from that checkpoint.')
 
 
-# %% ../nbs/08_train.ipynb #4a446f96
+# %% ../nbs/08_train.ipynb #43c57be6
 @contextmanager
 def _cpu_threads(c, device):
     "Run with `c.threads` CPU threads, or on a CPU run as many as are idle: extra busy threads make every step wait for the slowest."
