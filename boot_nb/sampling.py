@@ -30,7 +30,7 @@ def ddim_step(schedule, x_t, f_t, t, s):
 # %% ../nbs/02_signal_ode.ipynb #3a863c46
 def ddim_ratio(schedule, t, s):
     "Eq. (3): r = 1 - alpha_t sigma_s / (alpha_s sigma_t), the fraction of the way a DDIM step moves y towards f."
-    t, s = t.double(), s.double()
+    t, s = t.to(_fdtype(t.device)), s.to(_fdtype(s.device))
     return 1 - schedule.alpha(t) * schedule.sigma(s) / (schedule.alpha(s) * schedule.sigma(t))
 
 # %% ../nbs/02_signal_ode.ipynb #786020c0
