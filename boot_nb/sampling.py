@@ -131,6 +131,8 @@ def plot_signal_paths(teacher, noise, steps=50, data=None, cond=None):
     import matplotlib.pyplot as plt
     _, xs = ddim_sample(teacher, noise, steps, cond, trajectory=True)
     _, ys = ddim_signal_sample(teacher, noise, steps, cond, trajectory=True)
+    t1 = torch.ones(len(noise), dtype=noise.dtype, device=noise.device)
+    if float(teacher.schedule.alpha(t1[:1].double())) == 0: ys[0] = teacher(noise, t1, cond)   # eq. (2) is 0/0 there: its limit f(eps, 1)
     fig, axs = plt.subplots(1, 2, figsize=(9, 4.2), sharex=True, sharey=True)
     for ax, path, name in zip(axs, [xs, ys], [r'x-space: $\mathbf{x}_t$', r'signal space: $\mathbf{y}_t$']):
         if data is not None: ax.scatter(*data.T.cpu(), s=2, c='lightgray')
