@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['RESUMABLE', 'cond_kind', 'check_context', 'step_generator', 'save_rng_states', 'load_rng_states', 'checkpoints',
            'save_checkpoint', 'load_checkpoint', 'ShownFigure', 'image_grid', 'comparison_figure', 'DistillConfig',
-           'Distiller', 'distill']
+           'Distiller', 'check_out_dir', 'distill']
 
 # %% ../nbs/08_train.ipynb #7a1b73a9
 import dataclasses, difflib, inspect, io, json, math, os, pickle, random, shutil, signal, threading, time
@@ -179,8 +179,8 @@ def _setting(default, help, check=True, **meta):
 @dataclass
 class DistillConfig:
     "Every setting of a BOOT run: `distill`'s keywords, the settings a checkpoint saves, the resume check and `boot-nb distill`'s options."
-    steps: int = _setting(2000, 'training steps of the whole run; a resumed run continues up to this', check=False)
-    batch_size: int = _setting(64, 'noise samples per micro-batch (per process)')
+    steps: int = _setting(2000, 'training steps of the whole run; a `resume`d run continues up to this', check=False)
+    batch_size: int = _setting(64, 'noise samples per micro-batch (per process; `grad_accum` micro-batches a step)')
     grad_accum: int = _setting(1, 'micro-batches per optimizer step (gradient accumulation: the memory of one, the update of all)')
     lr: float | None = _setting(None, 'AdamW learning rate; None: 1e-4 for a copy of the teacher, 1e-3 for a student you pass')
     lr_schedule: str = _setting('cosine', 'cosine: decay to 0 over `steps`; constant: hold it', choices=('cosine', 'constant'))
@@ -196,9 +196,9 @@ class DistillConfig:
     lpips_net: str = _setting('alex', 'the LPIPS backbone', choices=('alex', 'vgg', 'squeeze'))
     lpips_weights: str | None = _setting(None, "the LPIPS backbone's torchvision weights file, e.g. alexnet-owt-7be5be79.pth",
                                           check=False)
-    guidance: float | None = _setting(None, 'classifier-free guidance weight w (needs prompts or labels)')
-    prompts: object = _setting(None, 'the context set D: prompts, or a text file with one prompt a line')
-    labels: object = _setting(None, 'the context set D: class labels')
+    guidance: float | None = _setting(None, 'classifier-free guidance weight w (needs `prompts` or `labels`)')
+    prompts: list[str] | str | None = _setting(None, 'the context set D: prompts, or a text file with one prompt a line')
+    labels: list[int] | None = _setting(None, 'the context set D: class labels')
     seed: int = _setting(0, "seed of every step's draws")
     mixed_precision: str = _setting('auto', 'auto: bf16 on a GPU that has it, else no', check=False,
                                     choices=('auto', 'no', 'fp16', 'bf16'))
@@ -206,7 +206,7 @@ class DistillConfig:
     threads: int | None = _setting(None, 'CPU threads; None: the idle cores (cores minus the load average, at least 1)', check=False)
     cpu: bool = _setting(False, 'train on the CPU even if there is a GPU', check=False)
     out_dir: str = _setting('boot_student', 'output folder: student/, log.jsonl, checkpoints/, samples/', check=False)
-    resume: bool = _setting(False, 'continue from the last checkpoint in out_dir', check=False)
+    resume: bool = _setting(False, 'continue from the last checkpoint in `out_dir`', check=False)
     checkpoint_every: int = _setting(500, 'write a checkpoint every this many steps', check=False)
     sample_every: int = _setting(500, 'draw a teacher-vs-student grid every this many steps (0: never)', check=False)
     sample_steps: int = _setting(20, "DDIM steps of the teacher's samples in the grids", check=False)
@@ -388,15 +388,20 @@ def _open_log(path, start, main):
     keep = [l for l in path.read_text().splitlines() if l and json.loads(l)['step'] <= start]
     path.write_text(''.join(l + '\n' for l in keep))
 
+def check_out_dir(config):
+    "Check `config.out_dir` before anything loads: a folder (or nothing yet), with checkpoints only if resuming; returns them."
+    out_dir, found = Path(config.out_dir), checkpoints(config.out_dir)
+    if out_dir.exists() and not out_dir.is_dir(): raise ValueError(f'`out_dir` {str(out_dir)!r} is a file, not a folder: choose another `out_dir`.')
+    if found and not config.resume:
+        raise ValueError(f'{str(out_dir)!r} already holds checkpoints (last: step {found[-1][0]}): pass resume=True to continue '
+                         'that run, or choose another `out_dir`.')
+    return found
+
 def distill(teacher, student=None, config=None, **settings):
     "Distil `teacher` into a one-step BOOT student with Algorithm 1; returns the trained student. `settings`: `DistillConfig`'s fields."
     from tqdm.auto import tqdm
     c = _config(config, settings)
-    out_dir, found = Path(c.out_dir), checkpoints(c.out_dir)
-    if found and not c.resume:
-        raise ValueError(f'{str(out_dir)!r} already holds checkpoints (last: step {found[-1][0]}): pass resume=True to continue '
-                         'that run, or choose another out_dir.')
-    if out_dir.exists() and not out_dir.is_dir(): raise ValueError(f'out_dir {str(out_dir)!r} is a file, not a folder: choose another out_dir.')
+    out_dir, found = Path(c.out_dir), check_out_dir(c)
     d = Distiller(teacher, student, c)
     acc, c, main = d.accelerator, d.config, d.accelerator.is_main_process
     start, last = 0, None
