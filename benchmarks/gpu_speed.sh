@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The GPU rows of benchmarks/speed.py in one go, on a machine with torch, accelerate, transformers but no diffusers and no
+# internet: it installs the wheels carried in .whl/ (diffusers as in our venv, lpips; safetensors if the machine's is older
+# than diffusers needs) into /tmp/site, then runs
+#   digits (the README run, batch 32) in fp32 and bf16, cifar10-sized (35.7M, batch 128) in bf16 and fp32,
+#   and cifar10-sized bf16 with --compile (last: compiling is the slow, uncertain part; its sampling rows are skipped),
+# each writing speed-gpu-<row>.json and .log to $OUT (default benchmarks/results). About 4-5 minutes on one H200.
+# On the device machine, from the repository root, with .whl carried:   bash benchmarks/gpu_speed.sh
+# A quick check of this script's logic on the CPU (tiny sizes, a few steps):   SPEED_TINY=1 OUT=/tmp/o bash benchmarks/gpu_speed.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-benchmarks/results}
+SITE=${SITE:-/tmp/site}
+mkdir -p "$OUT"
+
+wheels=(.whl/*.whl)
+[ -e "${wheels[0]}" ] || { echo "No wheels in .whl/: download them first (see benchmarks/speed.py's notes) and carry .whl to this machine."; exit 1; }
+old_safetensors=$(python3 -c "
+import importlib.metadata as m
+try: v = tuple(int(x) for x in m.version('safetensors').split('.')[:2])
+except m.PackageNotFoundError: v = (0, 0)
+print(int(v < (0, 8)))")
+[ "$old_safetensors" = 1 ] && wheels+=(.whl/if-old/safetensors-*.whl)
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "${wheels[@]}" || exit 1
+export PYTHONPATH="$SITE:$PWD"
+python3 -c "import torch, diffusers; print('torch', torch.__version__, 'diffusers', diffusers.__version__)" || exit 1
+
+if [ "${SPEED_TINY:-0}" = 1 ]; then       # the same rows, tiny: checks the script, measures nothing
+    common=(--device cpu --threads 1 --steps 2 --warmup 1 --ddim-steps 2)
+    digits_batch=4; cifar=(--teacher cifar10-sized --cifar-scale 0.0625 --batch-size 2); sample=(--sample-batch 4)
+else
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+    common=(--device cuda --steps 20); digits_batch=32; cifar=(--teacher cifar10-sized --batch-size 128); sample=()
+fi
+TOTAL=${TOTAL:-540}      # all rows together stay under this many seconds (a device command may run 600)
+
+failed=0
+row() {      # row LIMIT NAME ARGS...: one speed.py run of at most LIMIT s, its table in NAME.log, its results in NAME.json
+    local limit=$1 name=$2; shift 2
+    local left=$((TOTAL - (SECONDS - start) - 5))
+    (( left < limit )) && limit=$left
+    (( limit < 30 )) && { echo "!! $name skipped: ${left}s left of TOTAL=${TOTAL}s"; failed=1; return; }
+    echo "== $name (at most ${limit}s): speed.py ${common[*]} $*"
+    timeout "$limit" python3 benchmarks/speed.py "${common[@]}" "$@" --json "$OUT/speed-gpu-$name.json" > "$OUT/speed-gpu-$name.log" 2>&1
+    local rc=$?
+    tail -n 14 "$OUT/speed-gpu-$name.log"
+    [ $rc = 0 ] || { echo "!! $name failed (exit $rc; 124 = past ${limit}s), log: $OUT/speed-gpu-$name.log"; failed=1; }
+}
+start=$SECONDS
+row 120 digits-fp32 --teacher digits --batch-size $digits_batch --mixed-precision no "${sample[@]}"
+row 120 digits-bf16 --teacher digits --batch-size $digits_batch --mixed-precision bf16 "${sample[@]}"
+row 120 cifar10-bf16 "${cifar[@]}" --mixed-precision bf16 "${sample[@]}"
+row 120 cifar10-fp32 "${cifar[@]}" --mixed-precision no "${sample[@]}"
+row 240 cifar10-bf16-compile "${cifar[@]}" --mixed-precision bf16 --compile --sample-batch 0
+echo "== all rows in $((SECONDS - start)) s"
+exit $failed
