@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['DIGIT_NAMES', 'PROMPT_TEMPLATES', 'digits_scheduler', 'digits_unet', 'vlb_term', 'digit_prompt', 'digit_prompts',
            'word_tokenizer', 'tiny_t5_encoder', 'digits_text_pipeline', 'teacher_info', 'train_teacher',
-           'evaluate_teacher', 'cifar10_unet']
+           'evaluate_teacher', 'cifar10_unet', 'cifar10_scheduler', 'cifar10_standin']
 
 # %% ../nbs/04_teacher_training.ipynb #9f5f2638
 import json, math, time
@@ -184,3 +184,17 @@ def cifar10_unet(scale=1.0, **overrides):
                   flip_sin_to_cos=False, freq_shift=1, mid_block_scale_factor=1, norm_eps=1e-6,
                   norm_num_groups=min(32, math.gcd(*widths)), time_embedding_type='positional')
     return diffusers.UNet2DModel(**{**config, **overrides})
+
+# %% ../nbs/04_teacher_training.ipynb #9041814b
+def cifar10_scheduler():
+    "`google/ddpm-cifar10-32`'s `DDPMScheduler`: 1000 steps, linear betas 1e-4..0.02, epsilon prediction, `clip_sample=True`."
+    return diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule='linear', beta_start=1e-4, beta_end=0.02,
+                                   prediction_type='epsilon', clip_sample=True, variance_type='fixed_small')
+
+def cifar10_standin(folder, scale=1 / 8, seed=0):
+    "Save a `DDPMPipeline` like `google/ddpm-cifar10-32` (its layout at `scale`, its scheduler) with seeded random weights to `folder`."
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = cifar10_unet(scale)
+    diffusers.DDPMPipeline(unet=unet, scheduler=cifar10_scheduler()).save_pretrained(folder)
+    return Path(folder)
