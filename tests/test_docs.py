@@ -1,257 +1,170 @@
-"""The documentation pages build offline and render in a real browser, math included.
+"""The documentation builds offline (`sphinx-build -c docs . _site`), and every page renders in a real browser.
 
-Builds the pages for `nbs/index.ipynb` and `nbs/00_schedules.ipynb` with `scripts/build_docs.py`
-into a temporary folder, serves them on 127.0.0.1 and loads them in headless Chromium
-(`apt-get install chromium`; set CHROMIUM=/path/to/chrome to use another build). Checks: the page
-title and headings are in the rendered DOM, MathJax (the local copy; nothing may come from a CDN)
-typeset every formula without errors and no raw TeX is left, every file the page asked for was
-served, and a screenshot is not blank. A control run without MathJax shows the math check fails.
+Every notebook of nbs/ and tutorials/ gets a page; headless Chromium (`apt-get install chromium
+chromium-driver`) loads each one from 127.0.0.1 and checks that MathJax typeset at least as many formulas
+as the notebook's markdown holds, with no TeX error and no raw TeX left, that every image loaded
+(naturalWidth > 0) and no fewer than the notebook's visible image outputs, and that nothing came from
+outside the site. Every exported symbol has an API entry. README.md is generated from nbs/index.ipynb.
 """
-import functools, importlib.util, json, os, re, shutil, subprocess, sys, tempfile, threading
+import functools, importlib, json, re, shutil, subprocess, sys, threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import pytest
+import nbformat, pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO/'scripts'/'build_docs.py'
-NBS = REPO/'nbs'
-MATH_NB = '00_schedules'
-CHROMIUM_NAMES = ('chromium', 'chromium-browser', 'google-chrome', 'google-chrome-stable', 'chrome')
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location('build_docs', SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-bd = _load_script()
-
-
-# ----------------------------------------------------------------------------- fixtures
-
-@pytest.fixture(scope='module')
-def chromium():
-    exe = os.environ.get('CHROMIUM') or next(filter(None, map(shutil.which, CHROMIUM_NAMES)), None)
-    if not exe:
-        pytest.fail('Chromium is needed to check that the docs render: install it with '
-                    '`apt-get update && apt-get install -y chromium` (CI installs it), '
-                    'or set CHROMIUM=/path/to/chrome', pytrace=False)
-    return exe
+NOTEBOOKS = sorted(p for d in ('nbs', 'tutorials') for p in (REPO/d).glob('*.ipynb') if not p.name.startswith('_'))
+MATH_NB = REPO/'nbs'/'00_schedules.ipynb'
 
 
 @pytest.fixture(scope='module')
 def site(tmp_path_factory):
-    out = tmp_path_factory.mktemp('site')/'_site'
-    r = subprocess.run([sys.executable, str(SCRIPT), '--out', str(out), '--only', 'index', MATH_NB],
-                       cwd=REPO, capture_output=True, text=True, timeout=240)
-    assert r.returncode == 0, f'build_docs.py failed:\n{r.stdout}\n{r.stderr}'
-    pages = {Path(p['src']).stem: p for p in json.loads((out/'pages.json').read_text())}
-    return out, pages
+    out = tmp_path_factory.mktemp('docs')/'_site'
+    r = subprocess.run([sys.executable, '-m', 'sphinx', '-q', '-c', 'docs', '.', str(out)],
+                       cwd=REPO, capture_output=True, text=True, timeout=1500)
+    assert r.returncode == 0, f'the docs build failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}'
+    return out
 
 
-class _Server:
-    "Serve a folder on 127.0.0.1 in a thread, recording every request and its status."
-    def __init__(self, root):
-        self.log = []
-        log = self.log
-        class H(SimpleHTTPRequestHandler):
-            def log_request(self, code='-', size='-'): log.append((self.path, int(code)))
-            def log_message(self, *a): pass
-        self.httpd = ThreadingHTTPServer(('127.0.0.1', 0), functools.partial(H, directory=str(root)))
-        self.url = f'http://127.0.0.1:{self.httpd.server_address[1]}/'
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self): self.httpd.shutdown(); self.httpd.server_close()
-
-
-@pytest.fixture()
-def serve():
-    servers = []
-    def _serve(root):
-        servers.append(_Server(root)); return servers[-1]
-    yield _serve
-    for s in servers: s.close()
+@pytest.fixture(scope='module')
+def server(site):
+    "Serve the built site (and a copy with MathJax removed, for the control) on 127.0.0.1."
+    broken = site.parent/'no_mathjax'
+    shutil.copytree(site, broken)
+    (broken/'_static'/'tex-svg-full.js').unlink()
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *a): pass
+    httpd = ThreadingHTTPServer(('127.0.0.1', 0), functools.partial(Quiet, directory=str(site.parent)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f'http://127.0.0.1:{httpd.server_address[1]}/'
+    httpd.shutdown(); httpd.server_close()
 
 
-def run_chromium(exe, url, *extra, timeout=60):
-    with tempfile.TemporaryDirectory(prefix='chromium-profile-') as profile:
-        cmd = [exe, '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-               '--disable-background-networking', '--disable-component-update', '--disable-sync',
-               '--disable-dev-shm-usage', '--disable-extensions', '--hide-scrollbars', '--mute-audio',
-               f'--user-data-dir={profile}', '--virtual-time-budget=20000', *extra, url]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    assert r.returncode == 0, f'chromium failed ({r.returncode}):\n{r.stderr[-3000:]}'
-    return r.stdout
+@pytest.fixture(scope='module')
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    exe, driver = shutil.which('chromium'), shutil.which('chromedriver')
+    if not (exe and driver):
+        pytest.fail('the docs are checked in Chromium: `apt-get install -y chromium chromium-driver` (CI does)', pytrace=False)
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = exe
+    for a in ('--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-sync',
+              '--disable-background-networking', '--disable-component-update', '--disable-dev-shm-usage',
+              '--window-size=1280,1600'):
+        opts.add_argument(a)
+    b = webdriver.Chrome(options=opts, service=Service(driver))
+    b.set_script_timeout(60)
+    yield b
+    b.quit()
 
 
-# ----------------------------------------------------------------------------- checks
-
-def _strip(dom, *tags):
-    for t in tags: dom = re.sub(rf'<{t}\b.*?</{t}>', ' ', dom, flags=re.S | re.I)
-    return dom
-
-
-def math_problems(dom, expected):
-    "Why the math in a rendered DOM is not right (empty list when it is)."
-    probs = []
-    if 'data-mathjax="ready"' not in dom: probs.append('MathJax did not finish (no data-mathjax="ready")')
-    n = len(re.findall(r'<mjx-container\b', dom))
-    if n < expected: probs.append(f'{n} typeset formulas, expected at least {expected}')
-    svg = len(re.findall(r'<mjx-container\b[^>]*>\s*<svg\b', dom))
-    if svg < n: probs.append(f'{n - svg} formulas without SVG output')
-    m = re.search(r'data-mathjax-errors="(\d+)"', dom)
-    errs = re.findall(r'\sdata-mjx-error="([^"]*)"', dom)
-    if (m and m.group(1) != '0') or errs:
-        probs.append(f'TeX errors: {errs[:5]}')
-    text = _strip(dom, 'mjx-container', 'script', 'style', 'pre', 'code', 'head')
-    text = re.sub(r'<[^>]+>', ' ', text)
-    raw = re.findall(r'\$\$|\$[^$\s][^$]*?\\[A-Za-z]+[^$]*\$|\\\(|\\\[', text)
-    if raw: probs.append(f'raw TeX left in the page: {raw[:5]}')
-    return probs
+# What a page shows once MathJax is done: formulas, TeX errors, TeX left as text, images, resources loaded.
+REPORT = r"""
+const done = arguments[arguments.length - 1];
+const ready = window.MathJax && MathJax.startup && MathJax.startup.promise;
+(ready ? MathJax.startup.promise.then(() => 'ready') : Promise.resolve('not loaded')).then(mathjax => {
+  const text = document.querySelector('article').cloneNode(true);
+  text.querySelectorAll('mjx-container, script, style, pre, code').forEach(e => e.remove());
+  done({mathjax, formulas: document.querySelectorAll('mjx-container').length,
+        errors: document.querySelectorAll('[data-mjx-error], mjx-merror').length,
+        raw_tex: (text.textContent.match(/\$\$|\$[^$\s][^$]*\$|\\\(|\\\[/g) || []).slice(0, 5),
+        images: [...document.images].map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0]),
+        resources: performance.getEntriesByType('resource').map(r => r.name)});
+});
+"""
 
 
-def count_math(nb_path):
-    "Formulas in a notebook's markdown cells, `$...$` and `$$...$$` outside code (a lower bound)."
-    nb = json.loads(Path(nb_path).read_text())
+def render(browser, url):
+    browser.get(url)
+    return browser.execute_async_script(REPORT)
+
+
+def notebook_math(nb):
+    "Formulas (`$...$`, `$$...$$`) in a notebook's markdown outside code: a lower bound for the page."
     n = 0
-    for c in nb['cells']:
-        if c['cell_type'] != 'markdown': continue
-        s = ''.join(c['source'])
-        s = re.sub(r'(?ms)^\s*(```|~~~).*?^\s*\1', ' ', s)
+    for c in nb.cells:
+        if c.cell_type != 'markdown': continue
+        s = re.sub(r'(?ms)^\s*(```|~~~).*?^\s*\1', ' ', c.source)
         s = re.sub(r'`[^`\n]*`', ' ', s).replace(r'\$', ' ')
         n += len(re.findall(r'\$\$.+?\$\$|\$[^$\n]+?\$', s, flags=re.S))
     return n
 
 
-def check_png(path, min_size=(800, 600)):
-    from PIL import Image
-    im = Image.open(path).convert('RGB')
-    assert im.size[0] >= min_size[0] and im.size[1] >= min_size[1], im.size
-    small = im.resize((im.size[0]//4, im.size[1]//4))
-    colors = small.getcolors(maxcolors=1 << 20)
-    bg = max(colors)[1]
-    ink = sum(c for c, rgb in colors if sum(abs(a - b) for a, b in zip(rgb, bg)) > 60) / (small.size[0]*small.size[1])
-    assert len(colors) > 50 and ink > 0.01, f'screenshot looks blank: {len(colors)} colours, {ink:.2%} ink'
+def notebook_images(nb):
+    "Image outputs of the cells that nbdev does not hide."
+    from nbdev.process import extract_directives
+    return sum('image/png' in o.get('data', {}) or 'image/jpeg' in o.get('data', {})
+               for c in nb.cells if c.cell_type == 'code' and 'hide' not in extract_directives(c, remove=False)
+               for o in c.outputs)
 
 
-def check_page(chromium, site, serve, tmp_path, stem):
-    out, pages = site
-    page = pages[stem]
-    src_html = (out/page['href']).read_text()
-    # nothing may come from outside the site (no CDN): scripts, styles, images, fonts
-    ext = re.findall(r'<(?:script|img|iframe)\b[^>]*\ssrc="((?:https?:)?//[^"]*)"|<link\b[^>]*\shref="((?:https?:)?//[^"]*)"',
-                     src_html)
-    assert not ext, f'{page["href"]} loads resources from outside the site: {ext}'
-    srv = serve(out)
-    dom = run_chromium(chromium, srv.url + page['href'], '--dump-dom')
-    shot = tmp_path/f'{stem}.png'
-    run_chromium(chromium, srv.url + page['href'], f'--screenshot={shot}', '--window-size=1280,1600',
-                 '--run-all-compositor-stages-before-draw')
-    bad = [(p, c) for p, c in srv.log if c >= 400 and p != '/favicon.ico']
-    assert not bad, f'requests that failed: {bad}'
-    assert any(p.endswith(bd.MATHJAX_FILE) for p, _ in srv.log), 'the local MathJax was not requested'
-    # title and headings
-    title = page['title']
-    assert re.search(rf'<title>\s*{re.escape(html_escape(strip_tex(title)))}\s*</title>', dom), f'no <title> {title!r}'
-    h1 = re.search(r'<h1\b[^>]*class="title"[^>]*>(.*?)</h1>', dom, flags=re.S)
-    assert h1 and strip_tags(h1.group(1)).strip(), 'no rendered page title'
-    assert re.search(r'<nav\b[^>]*class="bn-sidebar"', dom) and 'href="index.html"' in dom, 'no sidebar'
-    check_png(shot)
-    keep = os.environ.get('BOOT_NB_DOCS_SHOTS')  # a folder to keep the screenshots in, to look at them
-    if keep: Path(keep).mkdir(parents=True, exist_ok=True); shutil.copy(shot, Path(keep)/shot.name)
-    return dom, shot
+def page(nb_path): return nb_path.relative_to(REPO).with_suffix('.html').as_posix()
 
 
-def html_escape(s):
-    import html
-    return html.escape(s, quote=False)
+def test_every_notebook_has_a_page(site):
+    missing = [page(p) for p in NOTEBOOKS if not (site/page(p)).is_file()]
+    assert not missing, f'notebooks without a page: {missing}'
+    assert len(NOTEBOOKS) >= 12
 
 
-def strip_tex(s): return re.sub(r'\$([^$]*)\$', r'\1', s)
-def strip_tags(s): return re.sub(r'<[^>]+>', '', s)
+@pytest.mark.parametrize('nb_path', NOTEBOOKS, ids=lambda p: p.stem)
+def test_page_renders(nb_path, site, server, browser):
+    nb = nbformat.read(nb_path, as_version=4)
+    r = render(browser, server + '_site/' + page(nb_path))
+    assert r['mathjax'] == 'ready' or not notebook_math(nb), 'MathJax did not load'  # Sphinx adds it where there is math
+    assert r['formulas'] >= notebook_math(nb), f"{r['formulas']} typeset formulas, the notebook has {notebook_math(nb)}"
+    assert not r['errors'] and not r['raw_tex'], f"TeX errors: {r['errors']}, raw TeX left: {r['raw_tex']}"
+    broken = [src for src, ok in r['images'] if not ok]
+    assert not broken, f'images that did not load: {broken}'
+    shown = sum('/_images/' in (src or '') for src, _ in r['images'])
+    assert shown >= notebook_images(nb), f'{shown} output images on the page, the notebook has {notebook_images(nb)}'
+    outside = [u for u in r['resources'] if not u.startswith(server)]
+    assert not outside, f'resources from outside the site: {outside}'
 
 
-# ----------------------------------------------------------------------------- tests
-
-def test_index_page_renders(chromium, site, serve, tmp_path):
-    dom, _ = check_page(chromium, site, serve, tmp_path, 'index')
-    assert 'data-mathjax="ready"' in dom, 'MathJax did not run on the index page'
-    idx = NBS/'index.ipynb'
-    probs = math_problems(dom, count_math(idx) if idx.exists() else 0)
-    assert not probs, probs
-    # the index links to every page built
-    for p in site[1].values(): assert f'href="{p["href"]}"' in dom, f'index has no link to {p["href"]}'
+def test_pages_with_figures(site):
+    "The committed figures reach the pages (a guard against a notebook set that checks no image)."
+    with_images = [p.stem for p in NOTEBOOKS if notebook_images(nbformat.read(p, as_version=4))]
+    assert len(with_images) >= 2, with_images
 
 
-def test_math_notebook_page_renders(chromium, site, serve, tmp_path):
-    dom, shot = check_page(chromium, site, serve, tmp_path, MATH_NB)
-    expected = count_math(NBS/f'{MATH_NB}.ipynb')
-    assert expected > 0, f'{MATH_NB}.ipynb has no math to check'
-    probs = math_problems(dom, expected)
-    assert not probs, probs
-    # markdown headings of the notebook made it into the page
-    nb = json.loads((NBS/f'{MATH_NB}.ipynb').read_text())
-    heads = [m for c in nb['cells'] if c['cell_type'] == 'markdown'
-             for m in re.findall(r'^##\s+(.+?)\s*$', ''.join(c['source']), flags=re.M)]
-    text = strip_tags(_strip(dom, 'script', 'style'))
-    for h in heads:
-        words = [w for w in re.findall(r'[A-Za-z]{3,}', strip_tex(h))]
-        assert all(w in text for w in words), f'heading {h!r} missing from the page'
+def test_math_check_fails_without_mathjax(server, browser):
+    "Control: the same page with MathJax missing fails the checks above."
+    r = render(browser, server + 'no_mathjax/' + page(MATH_NB))
+    assert r['mathjax'] == 'not loaded' and r['formulas'] == 0 and r['raw_tex'], r
 
 
-def test_math_check_fails_without_mathjax(chromium, site, serve, tmp_path):
-    "Control: the same page with the MathJax script removed must fail the math check."
-    out, pages = site
-    broken = tmp_path/'broken'
-    shutil.copytree(out, broken)
-    (broken/'_static'/'mathjax'/bd.MATHJAX_FILE).unlink()
-    srv = serve(broken)
-    dom = run_chromium(chromium, srv.url + pages[MATH_NB]['href'], '--dump-dom')
-    probs = math_problems(dom, count_math(NBS/f'{MATH_NB}.ipynb'))
-    assert any('did not finish' in p for p in probs) and any('raw TeX' in p for p in probs), probs
+def test_root_opens_the_index(server, browser):
+    browser.get(server + '_site/index.html')
+    assert browser.current_url.endswith('/nbs/index.html') and 'boot_nb' in browser.title
 
 
-# ----------------------------------------------------------------------------- no browser needed
-
-def test_quarto_markdown_translation():
-    md = ('::: {.callout-note}\nSee [src](https://x.org/a.py#L1){target="_blank" style="float:right"}.\n:::\n'
-          '## Heading {#sec .unnumbered}\n```python\n::: not a div\n```')
-    h = bd.quarto_md(md, html_out=True)
-    assert '<div class="callout-note callout">' in h and '</div>' in h
-    assert '<a href="https://x.org/a.py#L1" target="_blank" style="float:right">src</a>' in h
-    assert '## Heading\n' in h and '::: not a div' in h
-    g = bd.quarto_md(md, html_out=False)
-    assert g.startswith('> [!NOTE]\n> See [src](https://x.org/a.py#L1).') and '{target' not in g
-    opts, src = bd.split_options('#| echo: false\n#| code-fold: show\nx = 1')
-    assert opts == {'echo': 'false', 'code-fold': 'show'} and src == 'x = 1'
-    assert bd._pandoc_id('Linear-$%5Cbeta$-(continuous-DDPM)'.replace('-', ' ')) == 'linear-beta-continuous-ddpm'
+def test_every_exported_symbol_has_an_api_entry(site):
+    "Each name in a module's __all__, and each public method nbdev indexed, has an entry on some page."
+    from boot_nb._modidx import d
+    ids = {i for f in site.rglob('*.html') for i in re.findall(r'<dt class="sig[^>]*\sid="([^"]+)"', f.read_text())}
+    want = {s for syms in d['syms'].values() for s in syms if not any(p.startswith('_') for p in s.split('.'))}
+    want |= {f'{m}.{n}' for m in d['syms'] for n in importlib.import_module(m).__all__}
+    assert len(want) > 150
+    assert not want - ids, f'exported symbols without an API entry: {sorted(want - ids)}'
 
 
 def test_readme_from_index(tmp_path):
-    "README.md generation (`--readme`) from an index notebook, without Quarto."
-    import nbformat
-    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
-    nbs = tmp_path/'nbs'
-    nbs.mkdir()
-    nb = new_notebook(cells=[
-        new_code_cell('#| hide\nimport math'),
-        new_markdown_cell('# Some title\n\n> A description'),
-        new_markdown_cell('Math $a^2$.\n\n::: {.callout-tip}\nA tip.\n:::'),
-        new_code_cell('#| echo: false\nprint(1)', outputs=[new_output('stream', name='stdout', text='1\n')]),
-        new_code_cell('1 + 1', outputs=[new_output('execute_result', data={'text/plain': '2'}, execution_count=1)])])
-    nbformat.write(nb, nbs/'index.ipynb')
-    readme = tmp_path/'README.md'
-    r = subprocess.run([sys.executable, str(SCRIPT), '--path', str(nbs), '--readme', str(readme)],
-                       cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    txt = readme.read_text()
-    assert txt.startswith('# Some title\n\n> A description\n'), txt
-    assert 'Math $a^2$.' in txt and '> [!TIP]\n> A tip.' in txt and 'import math' not in txt
-    assert 'print(1)' not in txt and '    1\n' in txt and '```python\n1 + 1\n```' in txt
-    readme.write_text(txt + 'edited by hand\n')
-    r = subprocess.run([sys.executable, str(SCRIPT), '--path', str(nbs), '--readme', str(readme), '--check'],
-                       cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 1 and 'out of date' in r.stderr, (r.returncode, r.stderr)
+    "scripts/readme.py writes what the notebook says (hidden cells and directives left out) and --check notices an edit."
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell('# Title\n\n> A description with $a^2$'),
+        nbformat.v4.new_code_cell('#| hide\nimport secret'),
+        nbformat.v4.new_code_cell('#| export\n1 + 1', outputs=[nbformat.v4.new_output(
+            'execute_result', data={'text/plain': '2'}, execution_count=1)])])
+    nbformat.write(nb, tmp_path/'index.ipynb')
+    run = lambda *a: subprocess.run([sys.executable, str(REPO/'scripts'/'readme.py'), '--nb', str(tmp_path/'index.ipynb'),
+                                     '--out', str(tmp_path/'README.md'), *a], capture_output=True, text=True, timeout=120)
+    assert run().returncode == 0
+    txt = (tmp_path/'README.md').read_text()
+    assert txt.startswith('# Title\n\n> A description with $a^2$\n\n<!-- WARNING'), txt
+    assert 'secret' not in txt and '#|' not in txt and '```python\n1 + 1\n```' in txt and '    2' in txt, txt
+    assert run('--check').returncode == 0
+    (tmp_path/'README.md').write_text(txt + 'edited by hand\n')
+    r = run('--check')
+    assert r.returncode == 1 and 'out of date' in r.stderr, r.stderr
