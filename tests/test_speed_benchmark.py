@@ -1,0 +1,75 @@
+"""benchmarks/speed.py on a tiny CPU run: its JSON has every figure, each ratio is computed from its own measurements, and
+its frozen old step computes what the library's step computes."""
+import importlib.util, json, math, os, statistics, subprocess, sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / 'benchmarks' / 'speed.py'
+B = 2
+PARTS = ('teacher', 'student_forward', 'student_forward_backward', 'optimizer')
+
+
+@pytest.fixture(scope='module')
+def result(tmp_path_factory):
+    out = tmp_path_factory.mktemp('speed') / 'speed.json'
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
+    run = subprocess.run([sys.executable, str(SCRIPT), '--device', 'cpu', '--threads', '1', '--teacher', 'digits', '--batch-size', str(B),
+                          '--steps', '3', '--warmup', '1', '--sample-batch', '2', '--ddim-steps', '2', '--json', str(out)],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(out.read_text()), run.stdout
+
+
+def test_fields(result):
+    r, stdout = result
+    assert r['command'].startswith('python benchmarks/speed.py --device cpu')
+    assert r['machine']['threads'] == 1 and r['config']['batch_size'] == B and r['config']['steps'] == 3
+    for side in ('old', 'new'):
+        d = r[side]
+        assert len(d['step_s_blocks']) == 3 and all(t > 0 for t in d['step_s_blocks'])
+        assert set(d['parts_s']) == set(PARTS) and all(len(d['parts_s_blocks'][k]) == 3 for k in PARTS)
+        assert d['flops'] > 0 and d['tflops_per_s'] > 0
+    assert r['peak_memory_bytes'] > 0 and 'ru_maxrss' in r['peak_memory_note']
+    s = r['sampling']
+    assert s['batch'] == 2 and s['ddim_steps'] == 2 and s['one_step_s'] > 0 and s['ddim_s'] > 0
+    assert 'x faster' in stdout and 'step / sum of parts' in stdout and 'DDIM-2' in stdout
+
+
+def test_ratios_are_its_own(result):
+    r, _ = result
+    for side in ('old', 'new'):
+        d = r[side]
+        assert d['step_s'] == statistics.median(d['step_s_blocks'])
+        for k in PARTS: assert d['parts_s'][k] == statistics.median(d['parts_s_blocks'][k])
+        assert math.isclose(d['parts_sum_s'], sum(d['parts_s'].values()))
+        assert math.isclose(d['step_over_parts'], d['step_s'] / d['parts_sum_s'])
+        assert math.isclose(d['tflops_per_s'], d['flops'] / d['step_s'] / 1e12)
+    assert math.isclose(r['new_vs_old_speedup'], r['old']['step_s'] / r['new']['step_s'])
+    s = r['sampling']
+    assert math.isclose(s['one_step_samples_per_s'], 2 / s['one_step_s']) and math.isclose(s['ddim_samples_per_s'], 2 / s['ddim_s'])
+    assert math.isclose(s['one_step_over_ddim'], s['ddim_s'] / s['one_step_s'])
+
+
+def test_recorded_calls(result):
+    "The old step calls the teacher three times at B, the student without grad at B and with grad at 2B; both steps count the same FLOPs."
+    r, _ = result
+    assert r['old']['teacher_calls'] == [B, B, B]
+    assert r['old']['student_calls'] == [[B, 'no grad'], [2 * B, 'grad']]
+    assert sum(r['new']['teacher_calls']) == 3 * B        # the same teacher evaluations, however batched
+    assert math.isclose(r['old']['flops'], r['new']['flops'], rel_tol=1e-6)
+
+
+def test_old_step_computes_what_the_library_computes():
+    "The frozen old step and `Distiller.train_step` give the same losses from the same seed and the same teacher copy."
+    spec = importlib.util.spec_from_file_location('speed', SCRIPT)
+    speed = importlib.util.module_from_spec(spec); spec.loader.exec_module(speed)
+    from boot_nb.train import DistillConfig, Distiller
+    torch.set_num_threads(1)
+    teacher = speed.make_teacher('digits')
+    old = speed.OldStep(speed.copy.deepcopy(teacher), batch_size=B, lr=1e-3)
+    new = Distiller(teacher, config=DistillConfig(batch_size=B, lr=1e-3, mixed_precision='no', cpu=True, steps=speed.RUN_STEPS))
+    for step in range(2):       # the second step also checks that both updated the student alike
+        torch.testing.assert_close(old.train_step(step), new.train_step(step), rtol=1e-4, atol=1e-6)
