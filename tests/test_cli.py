@@ -1,8 +1,7 @@
 """`boot-nb distill` as a user meets it: runs that learn, resume exactly and stop cleanly on Ctrl-C; bad input as one line in the
 command line's words before anything loads; help for every option; several processes under `torchrun`."""
-import json, re, shutil, signal, subprocess, sys
+import json, os, re, shutil, signal, subprocess
 from dataclasses import fields
-from pathlib import Path
 
 import pytest
 import torch
@@ -135,20 +134,21 @@ def test_every_option_has_help_with_its_default(capsys):
 def test_two_processes(tmp_path):
     "`torchrun -m boot_nb.cli`: DistributedDataParallel on CPU (gloo); one process reports, each saves its RNG state."
     torchrun = shutil.which('torchrun') or pytest.skip('torchrun is not installed')
-    env = {**__import__('os').environ, 'OMP_NUM_THREADS': '1', 'PYTHONWARNINGS': 'ignore'}
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONWARNINGS': 'ignore'}
     r = subprocess.run([torchrun, '--nproc_per_node', '2', '-m', 'boot_nb.cli', 'distill', '--out', str(tmp_path), '--steps', '4',
-                        '--checkpoint-every', '2', *TINY, '--eval-samples', '16'], capture_output=True, text=True, env=env, timeout=300)
+                        '--checkpoint-every', '2', *TINY], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.count('wrote the student to') == 1 and 'x 2 processes' in r.stdout, r.stdout
-    assert log(tmp_path)[-1]['step'] == 4 and rows(tmp_path)
+    assert log(tmp_path)[-1]['step'] == 4
     assert sorted(p.name for p in checkpoints(tmp_path)[-1][1].iterdir()) == ['optimizer.bin', 'rng-0.safetensors', 'rng-1.safetensors',
                                                                                 'state.json', 'student']
 
 
 def test_readme_command_on_the_shipped_digits_teacher(tmp_path, capsys):
-    "The README's main command, shortened: a copy of the shipped UNet, its grid, and a quality table with the digit FD."
+    "The README's main command, shortened: the shipped UNet distilled into a copy of itself, saved as a diffusers folder, with its grid."
     assert main(['distill', '--teacher', 'digits', '--out', str(tmp_path), '--steps', '2', '--batch-size', '4', '--lr', '1e-3',
-                 '--sample-every', '2', '--eval-samples', '16', '--no-progress']) == 0
-    assert (tmp_path / 'student' / 'net' / 'diffusion_pytorch_model.safetensors').exists()
+                 '--sample-every', '2', '--eval-samples', '0', '--no-progress']) == 0
+    student, teacher = load_student(tmp_path / 'student'), boot_nb.cli.teacher_by_name('digits')
+    assert student.net.state_dict().keys() == teacher.net.state_dict().keys()               # a copy of the teacher's network
+    assert not all(torch.equal(v, teacher.net.state_dict()[k]) for k, v in student.net.state_dict().items())   # that trained
     assert (tmp_path / 'samples' / 'step-00000002.png').exists()
-    assert (tmp_path / 'quality.md').read_text().startswith('| method | NFE | endpoint | fd | mmd |')
