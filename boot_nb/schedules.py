@@ -81,18 +81,25 @@ class DiscreteSchedule(VPSchedule):
     def t_of_timestep(self, i): return (torch.as_tensor(i, dtype=torch.float64) + 1) / self.num_train_timesteps
 
     def log_alpha2(self, t):
-        return _interp(t, self._t, self._l)
+        return _interp(t, *_tables(self, t, '_t', '_l'))
     def t_of_log_alpha2(self, l):
-        return _interp(-l, -self._l, self._t)   # -log alpha^2 increases with t
+        t, l2 = _tables(self, l, '_t', '_l')
+        return _interp(-l, -l2, t)   # -log alpha^2 increases with t
     def grid(self, steps, t_max=1., t_min=0.):
         "Evenly spaced times snapped to the training grid, as diffusers' trailing spacing rounds timesteps."
         n = self.num_train_timesteps
         return (torch.round(super().grid(steps, t_max, t_min).double() * n) / n).float()
     def __repr__(self): return f'DiscreteSchedule(N={self.num_train_timesteps})'
 
+def _tables(schedule, x, *names):
+    "The schedule's tables `names` on `x`'s device, copied there once: a copy at every call would make the GPU wait for the host."
+    cache = schedule.__dict__.setdefault('_on_device', {})
+    for name in names:
+        if (name, x.device) not in cache: cache[name, x.device] = getattr(schedule, name).to(x.device)
+    return [cache[name, x.device] for name in names]
+
 def _interp(x, xp, fp):
     "Piecewise-linear interpolation of increasing `xp` -> `fp` at `x` (clamped), in `x`'s dtype; exact at the nodes, even infinite ones."
-    xp, fp = xp.to(x.device), fp.to(x.device)
     xd = x.double().clamp(xp[0], xp[-1])
     i = torch.searchsorted(xp, xd.contiguous(), right=True).clamp(1, len(xp) - 1)
     x0, x1, f0, f1 = xp[i - 1], xp[i], fp[i - 1], fp[i]
@@ -110,12 +117,14 @@ class TabulatedSchedule(VPSchedule):
         self._t, self._l, self.name = t, l, str(name)
         self._i = None if timesteps is None else torch.as_tensor(timesteps, dtype=torch.float64).flatten()
         if self._i is not None and self._i.shape != t.shape: raise ValueError('`timesteps` needs one value per time.')
-    def log_alpha2(self, t): return _interp(t, self._t, self._l)
+    def log_alpha2(self, t): return _interp(t, *_tables(self, t, '_t', '_l'))
     def timestep(self, t):
         "The network's timestep input at `t`, from the table of the schedule it was saved from (a diffusers teacher's needs it)."
         if self._i is None: raise AttributeError(f'{self!r} has no timestep table: the schedule it was saved from had no `timestep`.')
-        return _interp(t, self._t, self._i)
-    def t_of_log_alpha2(self, l): return _interp(-l, -self._l, self._t)
+        return _interp(t, *_tables(self, t, '_t', '_i'))
+    def t_of_log_alpha2(self, l):
+        t, l2 = _tables(self, l, '_t', '_l')
+        return _interp(-l, -l2, t)
     def __repr__(self): return f'TabulatedSchedule({self.name}, {len(self._t)} times)'
 
 def _table(schedule, times=()):

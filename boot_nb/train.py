@@ -281,9 +281,6 @@ class Distiller:
         self.loss = BOOTLoss(c.delta, c.t_min, c.t_max, c.beta, c.solver, loss_distance(c.loss, teacher, c.lpips_net, c.lpips_weights), c.r_min)
         if isinstance(self.loss.bs.distance, nn.Module): self.loss.bs.distance.to(device)
         self._check(teacher, student)
-        if device.type == 'cuda' and len(teacher.sample_shape) == 3:    # NHWC convolutions are the tensor cores' layout
-            for net in (student, getattr(teacher, 'net', None)):
-                if isinstance(net, nn.Module): net.to(memory_format=torch.channels_last)
         if c.compile:       # in place, so state_dict keys (and saved students) stay as they are
             student.compile()
             net = getattr(teacher, 'net', teacher)
@@ -446,7 +443,7 @@ def distill(teacher, student=None, config=None, **settings):
                 fig.savefig(out_dir / 'samples' / f'step-{done:08d}.png', dpi=100)
             if stop: break
     bar.close()
-    student = acc.unwrap_model(d.student).eval()
+    student = acc.unwrap_model(d.student, keep_fp32_wrapper=False).eval()     # the user's student: no autocast left on it
     if stop:
         acc.print(f'Interrupted: step {done} of {c.steps} is saved in {str(last)!r}; call again with resume=True to continue.')
     elif main: save_student(student, out_dir / 'student')

@@ -1,4 +1,4 @@
-"""The CUDA paths of the training step: run on a machine with a GPU (`python -m pytest tests/test_gpu.py`); skipped elsewhere."""
+"""The CUDA paths of the training step (on an H200 the no-sync test found the schedule table copied to the GPU at every call): run on a machine with a GPU (`python -m pytest tests/test_gpu.py`); skipped elsewhere."""
 import pytest
 import torch
 
@@ -9,12 +9,10 @@ from test_train import RUN, Faulty, CALLS_BEFORE_STEP, ring, small, weights
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
 
 
-def test_bf16_is_the_default_and_image_networks_run_channels_last(tmp_path):
+def test_bf16_is_the_default_on_a_gpu(tmp_path):
     d = Distiller(load_teacher('digits'), out_dir=tmp_path, batch_size=8)
     assert d.accelerator.device.type == 'cuda'
     assert d.config.mixed_precision == ('bf16' if torch.cuda.is_bf16_supported() else 'no')
-    conv = next(p for p in d.student.parameters() if p.ndim == 4)
-    assert conv.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_train_step_never_waits_for_the_gpu(tmp_path):
