@@ -33,7 +33,8 @@ class GaussianMixtureTeacher:
         mu, s2 = self.means.to(x), self.std.to(x)**2
         a, sig = self.schedule.alpha(t).to(x)[:, None], self.schedule.sigma(t).to(x)[:, None]
         v = (a**2 * s2 + sig**2).clamp_min(torch.finfo(x.dtype).tiny)                     # (B, K)
-        d2 = ((x[:, None, :] - a[:, :, None] * mu[None]) ** 2).sum(-1)                    # (B, K)
+        # squared distances ||x_t - alpha mu_k||^2, (B, K), by a fused kernel (no (B, K, D) square); not by matmul, which cancels
+        d2 = torch.cdist(x[:, None], a[:, :, None] * mu[None], compute_mode='donot_use_mm_for_euclid_dist')[:, 0] ** 2
         logits = self.log_w.to(x) - 0.5 * x.shape[1] * v.log() - 0.5 * d2 / v
         if cond is not None:
             if self.labels is None: raise ValueError('This mixture has no labels; call it with cond=None.')
@@ -47,10 +48,11 @@ class GaussianMixtureTeacher:
         "The x0 prediction f(x_t, t, cond)."
         x = x_t.flatten(1)
         v, logits = self._posterior(x, t, cond)
-        a = self.schedule.alpha(t).to(x)[:, None, None]
-        mu, s2 = self.means.to(x)[None], self.std.to(x)[None, :, None]**2
-        mean_k = mu + a * s2 / v[..., None] * (x[:, None] - a * mu)                          # (B, K, D)
-        return torch.einsum('bk,bkd->bd', logits.softmax(-1), mean_k).reshape(x_t.shape)
+        a, mu = self.schedule.alpha(t).to(x)[:, None], self.means.to(x)
+        w = logits.softmax(-1)                                                                 # pi_k, (B, K)
+        wc = w * a * self.std.to(x)**2 / v                                                     # pi_k alpha s_k^2 / v_k
+        # sum_k pi_k (mu_k + c_k (x_t - alpha mu_k)), summed without forming the (B, K, D) means
+        return (w @ mu + wc.sum(1, keepdim=True) * x - a * (wc @ mu)).reshape(x_t.shape)
 
     def sample(self, n, cond=None, generator=None, device=None, dtype=torch.float32):
         "`n` samples of the data distribution (conditioned on `cond` labels if given)."

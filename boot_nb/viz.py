@@ -6,13 +6,13 @@
 __all__ = ['signal_paths', 'draw_signal_paths', 'signal_path_explorer', 'nfe_samples', 'draw_nfe', 'nfe_explorer',
            'guided_samples', 'draw_guided', 'guidance_explorer']
 
-# %% ../nbs/10_explore.ipynb #7558bb2a
+# %% ../nbs/10_explore.ipynb #1dc993ee
 import torch
 from .sampling import ddim_sample, ddim_signal_sample, one_step_sample, time_grid
 from .teachers import GuidedTeacher
 from .train import ShownFigure, _images, image_grid
 
-# %% ../nbs/10_explore.ipynb #8d7064e9
+# %% ../nbs/10_explore.ipynb #2529f290
 @torch.no_grad()
 def signal_paths(teacher, noise, student=None, steps=40, cond=None):
     "The teacher's DDIM path from `noise`: times t, x_t, its signal y_t, the prediction f(x_t, t) and the student's y_theta(noise, t)."
@@ -29,7 +29,7 @@ def signal_paths(teacher, noise, student=None, steps=40, cond=None):
         out['student'] = torch.stack([student(noise, t.clamp(lo, hi).expand(n).to(noise.device), cond) for t in ts])
     return out
 
-# %% ../nbs/10_explore.ipynb #49725b90
+# %% ../nbs/10_explore.ipynb #b0626216
 _PATH_KEYS = {'x': r'$\mathbf{x}_t$', 'y': r'$\mathbf{y}_t$ (teacher)', 'f': r'$\mathbf{f}(\mathbf{x}_t, t)$', 'student': r'$\mathbf{y}_\theta(\epsilon, t)$'}
 
 def _nearest(ts, t):
@@ -72,7 +72,7 @@ def signal_path_explorer(paths, data=None, teacher=None):
     slider = widgets.SelectionSlider(options=[(f'{t:.3f}', t) for t in ts], value=ts[len(ts) // 2], description='t', continuous_update=False)
     return widgets.interactive(lambda t: draw_signal_paths(paths, [t], data, teacher), t=slider)
 
-# %% ../nbs/10_explore.ipynb #070da9b2
+# %% ../nbs/10_explore.ipynb #6d8bdd2d
 def _rms(a, b):
     "Mean over samples of the RMS distance per element."
     return (a - b).float().flatten(1).pow(2).mean(1).sqrt().mean().item()
@@ -115,7 +115,7 @@ def nfe_explorer(samples, teacher=None):
     return widgets.interactive(lambda k: draw_nfe(samples, k, teacher),
                                k=widgets.SelectionSlider(options=ks, value=ks[0], description='DDIM steps', continuous_update=False))
 
-# %% ../nbs/10_explore.ipynb #e02935ad
+# %% ../nbs/10_explore.ipynb #7b1c894b
 @torch.no_grad()
 def guided_samples(teacher, prompt, guidance, noise, steps=10):
     "DDIM samples of the classifier-free-guided `teacher` for `prompt` with weight `guidance`."
