@@ -97,7 +97,10 @@ def nbdev_directives(app, docname, source):
                 api = _api_cell(cell, d['export'][0] if d['export'] else module)
                 if api: cells.append(api)
         cells.append(cell)
-    if docname == root_doc:  # the site's navigation: every notebook, then the tutorials
+    if docname == root_doc:  # written for README.md at the repo root: its links are relative to the root
+        for c in cells:
+            if c.cell_type == 'markdown': c.source = re.sub(r'\]\((?!\w+:|/|#)', '](../', c.source)
+        # the site's navigation: every notebook, then the tutorials
         cells.append(nbformat.v4.new_markdown_cell('```{toctree}\n:hidden:\n:glob:\n\n*\n../tutorials/*\n```'))
     nb.cells = cells
     source[0] = nbformat.writes(nb)

@@ -1,4 +1,5 @@
-"""The documentation builds offline (`sphinx-build -c docs . _site`), and every page renders in a real browser.
+"""The documentation builds offline with no warning (`sphinx-build -c docs . _site`: a broken link or docstring
+fails it), and every page renders in a real browser.
 
 Every notebook of nbs/ and tutorials/ gets a page; headless Chromium (`apt-get install chromium
 chromium-driver`) loads each one from 127.0.0.1 and checks that MathJax typeset at least as many formulas
@@ -20,7 +21,7 @@ MATH_NB = REPO/'nbs'/'00_schedules.ipynb'
 @pytest.fixture(scope='module')
 def site(tmp_path_factory):
     out = tmp_path_factory.mktemp('docs')/'_site'
-    r = subprocess.run([sys.executable, '-m', 'sphinx', '-q', '-c', 'docs', '.', str(out)],
+    r = subprocess.run([sys.executable, '-m', 'sphinx', '-q', '-W', '--keep-going', '-c', 'docs', '.', str(out)],
                        cwd=REPO, capture_output=True, text=True, timeout=1500)
     assert r.returncode == 0, f'the docs build failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}'
     return out
