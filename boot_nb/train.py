@@ -444,7 +444,7 @@ def distill(teacher, student=None, config=None, **settings):
             if stop: break
     bar.close()
     student = acc.unwrap_model(d.student, keep_fp32_wrapper=False).eval()     # the user's student: no autocast left on it
-    if stop:
+    if stop and done < c.steps:     # a Ctrl-C in the last step leaves a finished run
         acc.print(f'Interrupted: step {done} of {c.steps} is saved in {str(last)!r}; call again with resume=True to continue.')
     elif main: save_student(student, out_dir / 'student')
     acc.wait_for_everyone()
