@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['PREDICTION_TYPES', 'SHIPPED_TEACHERS', 'SUPPORTED_PIPELINES', 'output_coefficients', 'x0_from_output', 'expand_cond',
            'PromptEncoder', 'DiffusersTeacher', 'LatentDiffusersTeacher', 'teacher_from_pipeline', 'shipped_teachers',
-           'load_teacher', 'null_cond', 'GuidedTeacher', 'ContextSet', 'context_set']
+           'load_teacher', 'null_cond', 'GuidedTeacher', 'ContextSet', 'context_set', 'word_tokenizer',
+           'tiny_t5_encoder']
 
 # %% ../nbs/03_teachers.ipynb #b42ab5e4
 import importlib.resources, json, os, socket
@@ -346,3 +347,24 @@ def context_set(source=None):
             raise FileNotFoundError(f'No prompt file {str(source)!r}: pass a list of prompts, labels, or a text file with one prompt a line.')
         source = [l.strip() for l in Path(source).read_text().splitlines() if l.strip()]
     return ContextSet(list(source) if isinstance(source, tuple) else source)
+
+# %% ../nbs/03_teachers.ipynb #2ca2acf7
+def word_tokenizer(texts, max_length=77):
+    "A lower-casing word-level tokenizer over the words of `texts`, with T5's special tokens, as a `PreTrainedTokenizerFast`."
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+    words = sorted({w for t in texts for w in t.lower().split()})
+    vocab = {'<pad>': 0, '</s>': 1, '<unk>': 2, **{w: i + 3 for i, w in enumerate(words)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token='<unk>'))
+    tok.normalizer, tok.pre_tokenizer = normalizers.Lowercase(), pre_tokenizers.WhitespaceSplit()
+    tok.post_processor = processors.TemplateProcessing(single='$A </s>', special_tokens=[('</s>', 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token='<pad>', eos_token='</s>', unk_token='<unk>',
+                                   model_max_length=max_length)
+
+def tiny_t5_encoder(vocab_size, d_model=64, seed=0):
+    "A randomly initialised (seeded), frozen `T5EncoderModel` of a tiny config: 2 layers, width `d_model`."
+    from transformers import T5Config, T5EncoderModel
+    cfg = T5Config(vocab_size=vocab_size, d_model=d_model, d_kv=d_model // 4, d_ff=2 * d_model, num_layers=2,
+                   num_heads=4, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    with torch.random.fork_rng(): torch.manual_seed(seed); enc = T5EncoderModel(cfg)
+    return enc.eval().requires_grad_(False)
