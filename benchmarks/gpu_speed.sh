@@ -4,8 +4,13 @@
 # than diffusers needs) into /tmp/site, then runs
 #   digits (the README run, batch 32) in fp32 and bf16, cifar10-sized (35.7M, batch 128) in bf16 and fp32,
 #   and cifar10-sized bf16 with --compile (last: compiling is the slow, uncertain part; its sampling rows are skipped),
-# each writing speed-gpu-<row>.json and .log to $OUT (default benchmarks/results). About 4-5 minutes on one H200.
-# On the device machine, from the repository root, with .whl carried:   bash benchmarks/gpu_speed.sh
+# each writing speed-gpu-<row>.json and .log to $OUT (default benchmarks/results). At most ~6 minutes (TOTAL, plus the install).
+# The wheels, once, here (.whl/ is git-ignored through .git/info/exclude):
+#   echo /.whl/ >> .git/info/exclude
+#   w='--no-deps --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64
+#      --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64'
+#   pip download $w -d .whl diffusers==0.42.1 lpips && pip download $w -d .whl/if-old safetensors==0.8.0
+# On the device machine, from the repository root, with .whl carried (run's carry=[".whl"]):   bash benchmarks/gpu_speed.sh
 # A quick check of this script's logic on the CPU (tiny sizes, a few steps):   SPEED_TINY=1 OUT=/tmp/o bash benchmarks/gpu_speed.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +19,7 @@ SITE=${SITE:-/tmp/site}
 mkdir -p "$OUT"
 
 wheels=(.whl/*.whl)
-[ -e "${wheels[0]}" ] || { echo "No wheels in .whl/: download them first (see benchmarks/speed.py's notes) and carry .whl to this machine."; exit 1; }
+[ -e "${wheels[0]}" ] || { echo "No wheels in .whl/: download them first (the commands at the top of this script) and carry .whl to this machine."; exit 1; }
 old_safetensors=$(python3 -c "
 import importlib.metadata as m
 try: v = tuple(int(x) for x in m.version('safetensors').split('.')[:2])
@@ -32,7 +37,7 @@ else
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
     common=(--device cuda --steps 20); digits_batch=32; cifar=(--teacher cifar10-sized --batch-size 128); sample=()
 fi
-TOTAL=${TOTAL:-540}      # all rows together stay under this many seconds (a device command may run 600)
+TOTAL=${TOTAL:-330}      # all rows together stay under this many seconds; TOTAL=540 gives the compile row more room (a device command may run 600)
 
 failed=0
 row() {      # row LIMIT NAME ARGS...: one speed.py run of at most LIMIT s, its table in NAME.log, its results in NAME.json

@@ -214,6 +214,9 @@ def count_flops(side, device_type, compiled):
     from torch.utils.flop_counter import FlopCounterMode
     with FlopCounterMode(display=False) as fc, torch.compiler.set_stance('force_eager') if compiled else nullcontext():
         side.calls, _ = record_calls(side, device_type)
+    if not any(c['who'] == 'teacher' for c in side.calls):
+        raise RuntimeError(f'The {side.name} step made no call teacher(x_t, t, cond) that the hook saw, so its teacher part cannot be '
+                           'replayed: speed.py needs the loss to call the teacher object itself (`step.teacher`).')
     return fc.get_total_flops()
 
 def median(xs): return statistics.median(xs)
@@ -243,7 +246,7 @@ def main(argv=None):
     p.add_argument('--steps', type=int, default=20, help='timed steps of each side (default 20)')
     p.add_argument('--block', type=int, default=None, help='steps per timed block (default: 1 on the CPU, 5 on CUDA)')
     p.add_argument('--warmup', type=int, default=None, help='untimed steps of each side first (default 3, 6 with --compile)')
-    p.add_argument('--threads', type=int, default=None, help="torch's CPU threads for both sides (default: as each side sets them)")
+    p.add_argument('--threads', type=int, default=None, help="torch's CPU threads, both sides (default: torch's own, one per core)")
     p.add_argument('--cifar-scale', type=float, default=1., help="cifar10-sized's channel widths times this (default 1; less for a quick check)")
     p.add_argument('--sample-batch', type=int, default=256, help='batch of the one-step and DDIM sampling timings (default 256; 0: skip them)')
     p.add_argument('--ddim-steps', type=int, default=50)
