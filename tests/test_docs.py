@@ -112,14 +112,15 @@ def test_every_notebook_has_a_page(site):
 @pytest.mark.parametrize('nb_path', NOTEBOOKS, ids=lambda p: p.stem)
 def test_page_renders(nb_path, site, server, browser):
     nb = nbformat.read(nb_path, as_version=4)
+    math, images = notebook_math(nb), notebook_images(nb)
     r = render(browser, server + '_site/' + page(nb_path))
-    assert r['mathjax'] == 'ready' or not notebook_math(nb), 'MathJax did not load'  # Sphinx adds it where there is math
-    assert r['formulas'] >= notebook_math(nb), f"{r['formulas']} typeset formulas, the notebook has {notebook_math(nb)}"
+    assert r['mathjax'] == 'ready' or not math, 'MathJax did not load'  # Sphinx adds it only where there is math
+    assert r['formulas'] >= math, f"{r['formulas']} typeset formulas, the notebook has {math}"
     assert not r['errors'] and not r['raw_tex'], f"TeX errors: {r['errors']}, raw TeX left: {r['raw_tex']}"
     broken = [src for src, ok in r['images'] if not ok]
     assert not broken, f'images that did not load: {broken}'
     shown = sum('/_images/' in (src or '') for src, _ in r['images'])
-    assert shown >= notebook_images(nb), f'{shown} output images on the page, the notebook has {notebook_images(nb)}'
+    assert shown >= images, f'{shown} output images on the page, the notebook has {images}'
     outside = [u for u in r['resources'] if not u.startswith(server)]
     assert not outside, f'resources from outside the site: {outside}'
 
