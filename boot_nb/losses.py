@@ -7,7 +7,7 @@ __all__ = ['LPIPS_BACKBONES', 'gaussian_signal', 'l2', 'lpips_backbone_file', 'L
            'BCLoss', 'BOOTLoss']
 
 # %% ../nbs/06_losses.ipynb #e30eb3bd
-import importlib
+import importlib, warnings
 from pathlib import Path
 import torch
 import torch.nn.functional as F
@@ -57,7 +57,9 @@ class LPIPSDistance(torch.nn.Module):
     def __init__(self, net='alex', weights=None, decode=None, min_size=64):
         super().__init__()
         path = lpips_backbone_file(net, weights)
-        self.model = _import_lpips().LPIPS(net=net, pnet_rand=True, verbose=False)
+        with warnings.catch_warnings():     # lpips still asks torchvision for `pretrained=False`, which torchvision deprecates
+            warnings.simplefilter('ignore', UserWarning)
+            self.model = _import_lpips().LPIPS(net=net, pnet_rand=True, verbose=False)
         # lpips copies torchvision's `features[i]` into slices and keeps the index: net.sliceK.i.* <- features.i.*
         state = torch.load(path, map_location='cpu', weights_only=True)
         keys = {k: 'features.' + k.split('.', 1)[1] for k in self.model.net.state_dict()}
