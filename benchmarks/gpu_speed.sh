@@ -33,6 +33,7 @@ python3 -c "import torch, diffusers; print('torch', torch.__version__, 'diffuser
 if [ "${SPEED_TINY:-0}" = 1 ]; then       # the same rows, tiny: checks the script, measures nothing
     common=(--device cpu --threads 1 --steps 2 --warmup 1 --ddim-steps 2)
     digits_batch=4; cifar=(--teacher cifar10-sized --cifar-scale 0.0625 --batch-size 2); sample=(--sample-batch 4)
+    export TORCH_COMPILE_DISABLE=1      # inductor on a busy 2-core CPU takes many minutes; the compile row's flow still runs
 else
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
     common=(--device cuda --steps 20); digits_batch=32; cifar=(--teacher cifar10-sized --batch-size 128); sample=()
@@ -58,4 +59,5 @@ row 120 cifar10-bf16 "${cifar[@]}" --mixed-precision bf16 "${sample[@]}"
 row 120 cifar10-fp32 "${cifar[@]}" --mixed-precision no "${sample[@]}"
 row 240 cifar10-bf16-compile "${cifar[@]}" --mixed-precision bf16 --compile --sample-batch 0
 echo "== all rows in $((SECONDS - start)) s"
+python3 benchmarks/speed.py --markdown "$OUT"/speed-gpu-*.json
 exit $failed

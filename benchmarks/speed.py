@@ -11,13 +11,13 @@ the schedules) is the library's as it is now.
 For each step it measures:
 - `step_s`: the median over blocks of `--block` consecutive steps (time per step), after `--warmup` steps; on CUDA
   with `torch.cuda.synchronize` at both ends of a block;
-- the parts measured alone, in the same blocks: the teacher calls exactly as the step made them (recorded by a hook
+- the parts measured alone, in blocks of the same size, each round's right after its steps: the teacher calls exactly as the step made them (recorded by a hook
   during one step: batch sizes, times, autocast), the student's no-grad forward, its forward+backward (at 2B), and the
   optimizer update (gradient clipping and AdamW's step); their sum and `step / parts`;
 - FLOPs of one step (`torch.utils.flop_counter.FlopCounterMode`: matmuls, convolutions, attention) and achieved TFLOP/s;
 - peak memory: CUDA `max_memory_allocated` during one step (both sides' weights and optimizer states are resident);
   on the CPU the process's peak RSS (`ru_maxrss`), for the whole run;
-and, for the new student and the teacher, samples/s of one-step sampling and of DDIM with `--ddim-steps` steps.
+and, for the new student and the teacher, samples/s of one-step sampling and of DDIM with `--ddim-steps` steps (interleaved).
 
     python benchmarks/speed.py --teacher digits --threads 1 --json benchmarks/results/speed-cpu.json   # README's run, CPU
     python benchmarks/speed.py --device cuda --teacher cifar10-sized --batch-size 128 --mixed-precision bf16 --compile
@@ -139,10 +139,13 @@ def make_teacher(name, cifar_scale=1.):
     return DiffusersTeacher.from_diffusers(cifar10_unet(cifar_scale), scheduler)
 
 def new_step(teacher, args):
-    "The step as the library makes it now."
-    from boot_nb.train import DistillConfig, Distiller
-    return Distiller(teacher, config=DistillConfig(batch_size=args.batch_size, lr=args.lr, mixed_precision=args.mixed_precision,
-                                                   compile=args.compile, cpu=args.device == 'cpu', steps=RUN_STEPS))
+    "The step as the library makes it now; without --threads, on the thread count `distill` would choose (the old used torch's)."
+    from boot_nb.train import DistillConfig, Distiller, _cpu_threads
+    d = Distiller(teacher, config=DistillConfig(batch_size=args.batch_size, lr=args.lr, mixed_precision=args.mixed_precision,
+                                                compile=args.compile, cpu=args.device == 'cpu', steps=RUN_STEPS, threads=args.threads))
+    with _cpu_threads(d.config, d.accelerator.device) as n: pass
+    torch.set_num_threads(n)
+    return d
 
 _GLOBALS = {'threads': (torch.get_num_threads, torch.set_num_threads),
             'float32_matmul_precision': (torch.get_float32_matmul_precision, torch.set_float32_matmul_precision),
@@ -231,7 +234,10 @@ def sample_speed(side, batch, ddim_steps, timed):
     with acc.autocast():
         one_step, ddim = lambda: one_step_sample(student, noise), lambda: ddim_sample(teacher, noise, ddim_steps)
         timed(one_step, 1); timed(lambda: ddim_sample(teacher, noise, 1), 1)        # warm-up (and compile) at this batch
-        one_s, ddim_s = median([timed(one_step, 1) for _ in range(10)]), median([timed(ddim, 1) for _ in range(3)])
+        one, many = [], []
+        for _ in range(3):       # interleaved, as the steps are
+            many.append(timed(ddim, 1)); one += [timed(one_step, 1) for _ in range(3)]
+    one_s, ddim_s = median(one), median(many)
     return {'batch': batch, 'ddim_steps': ddim_steps, 'one_step_s': one_s, 'ddim_s': ddim_s, 'one_step_samples_per_s': batch / one_s,
             'ddim_samples_per_s': batch / ddim_s, 'one_step_over_ddim': (batch / one_s) / (batch / ddim_s)}
 
@@ -246,12 +252,15 @@ def main(argv=None):
     p.add_argument('--steps', type=int, default=20, help='timed steps of each side (default 20)')
     p.add_argument('--block', type=int, default=None, help='steps per timed block (default: 1 on the CPU, 5 on CUDA)')
     p.add_argument('--warmup', type=int, default=None, help='untimed steps of each side first (default 3, 6 with --compile)')
-    p.add_argument('--threads', type=int, default=None, help="torch's CPU threads, both sides (default: torch's own, one per core)")
+    p.add_argument('--threads', type=int, default=None, help="torch's CPU threads, both sides (default: each as its code chooses: the old torch's own, the new as distill does)")
     p.add_argument('--cifar-scale', type=float, default=1., help="cifar10-sized's channel widths times this (default 1; less for a quick check)")
     p.add_argument('--sample-batch', type=int, default=256, help='batch of the one-step and DDIM sampling timings (default 256; 0: skip them)')
     p.add_argument('--ddim-steps', type=int, default=50)
     p.add_argument('--json', default=None, help='write the results here')
+    p.add_argument('--markdown', nargs='+', metavar='JSON', help="print the README's table of these results files, run nothing")
     args = p.parse_args(argv)
+    if args.markdown: return print(markdown([json.load(open(f)) for f in args.markdown]))
+    load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else None      # other work on the machine, as the run starts
     if args.threads is not None: torch.set_num_threads(args.threads)
     cuda = args.device == 'cuda'
     if cuda and not torch.cuda.is_available(): p.error('--device cuda, but torch sees no CUDA device.')
@@ -293,18 +302,23 @@ def main(argv=None):
             res[s.name]['peak_memory_bytes'] = torch.cuda.max_memory_allocated()
 
     times = {s.name: [] for s in sides}
-    for r in range(rounds):        # old, new, new, old, ...: drift in the machine's speed falls on both alike
-        for s in (sides if r % 2 == 0 else sides[::-1]): times[s.name].append(timed(s.train_step, block))
     parts = {s.name: {k: [] for k in ('teacher', 'student_forward', 'student_forward_backward', 'optimizer')} for s in sides}
     fns = {s.name: part_fns(s, device_type) for s in sides}
-    for r in range(rounds + 1):    # the first round is a warm-up of the replays
-        for s in (sides if r % 2 == 0 else sides[::-1]):
-            s.enter()
-            for k, fn in fns[s.name].items():
-                dt = timed(fn, block)
-                if r: parts[s.name][k].append(dt)
+
+    def time_parts(s, keep=True):
+        s.enter()
+        for k, fn in fns[s.name].items():
+            dt = timed(fn, block)
+            if keep: parts[s.name][k].append(dt)
+        s.step.opt.zero_grad(set_to_none=True)     # the replays' gradients must not reach the next step
+
+    for s in sides: time_parts(s, keep=False)     # warm-up of the replays
+    # each round: steps, then parts, old, new / new, old: drift in the machine's speed falls on both sides and on both figures
+    for r in range(rounds):
+        order = sides if r % 2 == 0 else sides[::-1]
+        for s in order: times[s.name].append(timed(s.train_step, block))
+        for s in order: time_parts(s)
     for s in sides:
-        s.step.opt.zero_grad(set_to_none=True)
         d = res[s.name]
         d['step_s'], d['step_s_blocks'] = median(times[s.name]), times[s.name]
         d['parts_s'] = {k: median(v) for k, v in parts[s.name].items()}
@@ -319,7 +333,7 @@ def main(argv=None):
     out = {
         'command': 'python benchmarks/speed.py ' + shlex.join(sys.argv[1:] if argv is None else argv),
         'machine': {'device': torch.cuda.get_device_name() if cuda else f'{platform.machine()} CPU ({os.cpu_count()} cores)',
-                    'threads': torch.get_num_threads(), 'torch': torch.__version__, 'python': platform.python_version()},
+                    'cores': os.cpu_count(), 'load_average_at_start': load, 'torch': torch.__version__, 'python': platform.python_version()},
         'config': {'teacher': args.teacher, 'cifar_scale': args.cifar_scale, 'teacher_params': sum(p.numel() for p in net.parameters()) if net is not None else None,
                    'batch_size': args.batch_size, 'lr': args.lr, 'mixed_precision': args.mixed_precision, 'compile': args.compile,
                    'steps': rounds * block, 'block': block, 'warmup': warmup, 'threads': {s.name: s.settings['threads'] for s in sides}},
@@ -353,7 +367,8 @@ def table(r):
         rows.append(('peak memory in a step (GB)', f"{o['peak_memory_bytes'] / 1e9:10.2f}", f"{n['peak_memory_bytes'] / 1e9:10.2f}", ''))
     w = max(len(x[0]) for x in rows)
     m = r['machine']
-    lines = [f"{m['device']}, {m['threads']} thread(s), torch {m['torch']}: teacher {c['teacher']} ({(c['teacher_params'] or 0) / 1e6:.2f}M "
+    th = c['threads']
+    lines = [f"{m['device']}, threads {th['old']} (old) / {th['new']} (new), torch {m['torch']}: teacher {c['teacher']} ({(c['teacher_params'] or 0) / 1e6:.2f}M "
              f"parameters), batch {c['batch_size']}, mixed precision {c['mixed_precision']}, compile {c['compile']}, "
              f"{c['steps']} timed steps in blocks of {c['block']}",
              f"{'':{w}} {'old step':>10} {'new step':>10}   new vs old"]
@@ -363,6 +378,21 @@ def table(r):
     if s: lines.append(f"sampling, batch {s['batch']}: one step {s['one_step_samples_per_s']:.1f} samples/s, DDIM-{s['ddim_steps']} "
                  f"{s['ddim_samples_per_s']:.1f} samples/s: {s['one_step_over_ddim']:.1f}x")
     return '\n'.join(lines)
+
+def markdown(results):
+    "A markdown table, one row per results dict (a speed.py JSON)."
+    gb = lambda r: r['new'].get('peak_memory_bytes', r.get('peak_memory_bytes'))
+    rows = ['| machine | teacher, batch | precision | old step (ms) | new step (ms) | new vs old | new step / parts | new TFLOP/s '
+            '| peak memory (GB) | one step vs DDIM |', '|' + '---|' * 10]
+    for r in results:
+        c, o, n, s = r['config'], r['old'], r['new'], r['sampling']
+        rows.append(f"| {r['machine']['device']}, {c['threads']['new']} thread(s) | {c['teacher']}, {c['batch_size']} | "
+                    f"{c['mixed_precision']}{', compile' if c['compile'] else ''} | {o['step_s'] * 1e3:.1f} | {n['step_s'] * 1e3:.1f} | "
+                    f"{r['new_vs_old_speedup']:.2f}x | {n['step_over_parts']:.2f} | {n['tflops_per_s']:.3g} | "
+                    f"{gb(r) / 1e9:.2f}{' (RSS)' if 'peak_memory_bytes' in r else ''} | "
+                    + (f"{s['one_step_samples_per_s']:.0f} vs {s['ddim_samples_per_s']:.1f} samples/s, DDIM-{s['ddim_steps']} ({s['one_step_over_ddim']:.1f}x, "
+                       f"batch {s['batch']}) |" if s else '- |'))
+    return '\n'.join(rows)
 
 if __name__ == '__main__':
     main()

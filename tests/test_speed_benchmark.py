@@ -20,13 +20,13 @@ def result(tmp_path_factory):
                           '--steps', '3', '--warmup', '1', '--sample-batch', '2', '--ddim-steps', '2', '--json', str(out)],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
-    return json.loads(out.read_text()), run.stdout
+    return json.loads(out.read_text()), run.stdout, out
 
 
 def test_fields(result):
-    r, stdout = result
+    r, stdout, _ = result
     assert r['command'].startswith('python benchmarks/speed.py --device cpu')
-    assert r['machine']['threads'] == 1 and r['config']['batch_size'] == B and r['config']['steps'] == 3
+    assert r['config']['threads'] == {'old': 1, 'new': 1} and r['config']['batch_size'] == B and r['config']['steps'] == 3
     for side in ('old', 'new'):
         d = r[side]
         assert len(d['step_s_blocks']) == 3 and all(t > 0 for t in d['step_s_blocks'])
@@ -39,7 +39,7 @@ def test_fields(result):
 
 
 def test_ratios_are_its_own(result):
-    r, _ = result
+    r, *_ = result
     for side in ('old', 'new'):
         d = r[side]
         assert d['step_s'] == statistics.median(d['step_s_blocks'])
@@ -53,9 +53,17 @@ def test_ratios_are_its_own(result):
     assert math.isclose(s['one_step_over_ddim'], s['ddim_s'] / s['one_step_s'])
 
 
+def test_markdown(result):
+    "The README table is made from the JSON: its row shows the figures the JSON holds."
+    r, _, path = result
+    row = subprocess.run([sys.executable, str(SCRIPT), '--markdown', str(path)], capture_output=True, text=True,
+                         check=True).stdout.splitlines()[-1]
+    assert f"| {r['old']['step_s'] * 1e3:.1f} | {r['new']['step_s'] * 1e3:.1f} | {r['new_vs_old_speedup']:.2f}x |" in row
+
+
 def test_recorded_calls(result):
     "The old step calls the teacher three times at B, the student without grad at B and with grad at 2B; both steps count the same FLOPs."
-    r, _ = result
+    r, *_ = result
     assert r['old']['teacher_calls'] == [B, B, B]
     assert r['old']['student_calls'] == [[B, 'no grad'], [2 * B, 'grad']]
     assert sum(r['new']['teacher_calls']) == 3 * B        # the same teacher evaluations, however batched
