@@ -193,7 +193,8 @@ def part_fns(side, device_type):
     "The step's parts as functions that each run one step's worth of that part alone."
     st = side.step
     def call(c, module):
-        with torch.set_grad_enabled(c['grad']), torch.autocast(device_type, c['autocast'][1] or torch.float32, enabled=c['autocast'][0]):
+        on, dtype = c['autocast']
+        with torch.set_grad_enabled(c['grad']), torch.autocast(device_type, dtype) if on else nullcontext():
             return module(*c['args'], **c['kwargs'])
     teacher = [c for c in side.calls if c['who'] == 'teacher']
     nograd = [c for c in side.calls if c['who'] == 'student' and not c['grad']]
