@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['RESUMABLE', 'cond_kind', 'check_context', 'step_generator', 'save_rng_states', 'load_rng_states', 'checkpoints',
            'save_checkpoint', 'load_checkpoint', 'ShownFigure', 'image_grid', 'comparison_figure', 'DistillConfig',
-           'Distiller', 'check_out_dir', 'distill']
+           'Distiller', 'idle_cores', 'check_out_dir', 'distill']
 
 # %% ../nbs/08_train.ipynb #7a1b73a9
 import dataclasses, difflib, inspect, io, json, math, os, pickle, random, shutil, signal, threading, time
@@ -355,13 +355,23 @@ class Distiller:
 
 
 # %% ../nbs/08_train.ipynb #43c57be6
+def idle_cores(interval=0.2):
+    "How many of this process's cores the other processes leave idle now: /proc/stat read `interval` s apart while this one sleeps (Linux; else None)."
+    try:
+        cores = {f'cpu{i}' for i in os.sched_getaffinity(0)}
+        def read():
+            with open('/proc/stat') as f: rows = [l.split() for l in f if l.split()[0] in cores]
+            return [(int(r[4]) + int(r[5]), sum(map(int, r[1:]))) for r in rows]      # (idle + iowait, total) ticks per core
+        before = read(); time.sleep(interval); after = read()
+    except (AttributeError, OSError, ValueError): return None
+    return sum((i1 - i0) / max(t1 - t0, 1) for (i0, t0), (i1, t1) in zip(before, after)) or None
+
 @contextmanager
 def _cpu_threads(c, device):
-    "Run with `c.threads` CPU threads, or on a CPU run as many as are idle: extra busy threads make every step wait for the slowest."
+    "Run with `c.threads` CPU threads, or on a CPU as many as are idle: a thread that must share its core makes every step wait for it."
     before = torch.get_num_threads()
     n = c.threads
-    if n is None and device.type == 'cpu' and hasattr(os, 'getloadavg'):
-        n = min(before, max(1, (len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()) - round(os.getloadavg()[0])))
+    if n is None and device.type == 'cpu' and (idle := idle_cores()) is not None: n = min(before, max(1, round(idle)))
     if n: torch.set_num_threads(n)
     try: yield torch.get_num_threads()
     finally: torch.set_num_threads(before)

@@ -1,6 +1,6 @@
 """`distill` keeps its promises: exact resume, a clear stop on a non-finite loss with the last good checkpoint kept,
 and bad arguments rejected before any training step."""
-import copy, json, math, os, re, signal
+import copy, json, math, os, re, signal, subprocess, sys, time
 
 import pytest
 import torch
@@ -274,3 +274,22 @@ def test_compile_trains_the_same_student(tmp_path):
     plain = weights(distill(ring(), small(), out_dir=tmp_path / 'plain', **run))
     compiled = weights(distill(ring(), small(), out_dir=tmp_path / 'compiled', compile=True, **run))
     for k in plain: assert torch.allclose(plain[k], compiled[k], atol=1e-5), k
+
+
+def test_idle_cores_sees_a_busy_process_and_distill_leaves_its_core_alone(monkeypatch):
+    from boot_nb import train
+    spin = subprocess.Popen([sys.executable, '-c', 'while True: pass'])
+    try:
+        time.sleep(0.3)
+        busy = train.idle_cores()
+    finally: spin.kill(); spin.wait()
+    assert busy <= train.idle_cores() - 0.5           # one process spinning takes about one core
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        for idle, want in [(3.8, 4), (1.2, 1), (0.1, 1), (6.0, 4)]:       # never more than torch's setting, at least 1
+            monkeypatch.setattr(train, 'idle_cores', lambda idle=idle: idle)
+            with train._cpu_threads(train.DistillConfig(), torch.device('cpu')) as n: assert n == want, (idle, n)
+        with train._cpu_threads(train.DistillConfig(threads=3), torch.device('cpu')) as n: assert n == 3
+        assert torch.get_num_threads() == 4                                  # put back after the run
+    finally: torch.set_num_threads(before)
