@@ -1,4 +1,4 @@
-"""GPU check: the CIFAR-10 tutorial's real path, end to end, in under 10 minutes on one GPU.
+"""GPU check: the two tutorials' real paths, end to end, in under 10 minutes on one GPU.
 
 Loads `google/ddpm-cifar10-32`, distils it for a few hundred steps with the paper's recipe (LPIPS, bf16, checkpoints,
 then a resumed run to show a disconnect costs nothing), and measures FID and KID (torchmetrics, Inception v3) of the student
@@ -6,7 +6,10 @@ and of the teacher's DDIM-1/2/4/10/50 on a few thousand samples against CIFAR-10
 both samplers, the run's time and its peak GPU memory. Everything it prints is measured. A few hundred steps do not make
 a good student: this checks that the path works and how fast it runs, not the final FID.
 
-The text-to-image path is not part of this check (no function for it is provided by the package yet).
+Then the text-to-image tutorial's path: Stable Diffusion 1.5 with the shipped prompts (`tutorials/prompts.txt`) and
+guidance, a copy with gradient checkpointing distilled for a few dozen steps in bf16 with gradient accumulation, and CLIP
+score (torchmetrics, CLIP ViT-B/16) of the student and the teacher's guided DDIM-25 on the same prompts and noise, with
+their samples/s. `--path cifar10` or `--path text` runs one of the two.
 
 With internet (the teacher, AlexNet for LPIPS, the Inception weights and CIFAR-10 download on first use):
 
@@ -17,18 +20,23 @@ layout at 1/8 width, random weights), the no-download feature network `RandomFea
 DDIM-50 samples, and LPIPS with random AlexNet weights if torchvision and lpips import (else L2, said so):
 
     python benchmarks/gpu_check.py --stand-in
-    python benchmarks/gpu_check.py --stand-in --device cpu --steps 4 --batch-size 4 --n-eval 16   # a smoke test
+    python benchmarks/gpu_check.py --stand-in --device cpu --steps 4 --batch-size 4 --n-eval 16 --text-steps 2 --n-prompts 4   # a smoke test
+
+Offline, the text path uses the shipped `digits-text` teacher and its prompts, and a tiny random CLIP (`save_tiny_clip`).
 """
 import argparse, json, tempfile, time
 from pathlib import Path
 
 import torch
 
-from boot_nb.metrics import ImageDistances, RandomFeatures, cifar10_images, inception_weights_file, sample_batched
+from boot_nb.metrics import ImageDistances, RandomFeatures, cifar10_images, clip_score, inception_weights_file, sample_batched, save_tiny_clip
 from boot_nb.sampling import ddim_sample, one_step_sample
+from boot_nb.student import default_t_max, make_student
 from boot_nb.teacher_training import cifar10_standin
-from boot_nb.teachers import load_teacher
+from boot_nb.teachers import GuidedTeacher, context_set, load_teacher
 from boot_nb.train import distill
+
+PROMPTS = Path(__file__).resolve().parents[1] / 'tutorials' / 'prompts.txt'
 
 
 def parse_args(argv=None):
@@ -43,6 +51,9 @@ def parse_args(argv=None):
     a('--eval-steps', type=int, nargs='+', default=[1, 2, 4, 10, 50], help='teacher DDIM steps to score (default 1 2 4 10 50)')
     a('--out', default=None, help='run folder (default: a temporary one)')
     a('--json', default=None, help='also write the measurements to this JSON file')
+    a('--path', choices=['both', 'cifar10', 'text'], default='both', help='which tutorial path to check (default both)')
+    a('--text-steps', type=int, default=40, help='text-to-image distillation steps (default 40, micro-batch 2, 4 accumulated)')
+    a('--n-prompts', type=int, default=32, help='prompts scored by CLIP (default 32)')
     return p.parse_args(argv)
 
 
@@ -71,11 +82,56 @@ def samples_per_s(sample, shape, n, device):
     return n / (time.perf_counter() - start)
 
 
+def text_check(args, device, run):
+    "The text-to-image tutorial's path: a guided copy of SD 1.5 (offline: digits-text) distilled briefly, CLIP score and samples/s."
+    bf16 = device == 'cuda'
+    try:
+        teacher = load_teacher('digits-text' if args.stand_in else 'stable-diffusion-v1-5/stable-diffusion-v1-5', device=device,
+                               dtype=torch.bfloat16 if bf16 else None)
+        clip_model = save_tiny_clip(run / 'tiny-clip') if args.stand_in else 'openai/clip-vit-base-patch16'
+        clip_score(torch.zeros(1, 3, 32, 32), ['a check'], clip_model)         # fetch before training, so offline fails at once
+    except (OSError, ImportError) as e:
+        raise SystemExit(f'{e}\n(offline? run with --stand-in)')
+    w = teacher.info['guidance_scale'] if args.stand_in else 7.5
+    prompts = [p for ps in teacher.info['prompts'].values() for p in ps] if args.stand_in else context_set(str(PROMPTS)).conds
+    t_min = max(0.002, 1 / teacher.schedule.num_train_timesteps)
+    student = make_student(teacher, None, t_min, default_t_max(teacher), 'text', w).float()    # trained in float32 under bf16 autocast
+    student.net.enable_gradient_checkpointing()
+    if device == 'cuda': torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    student = distill(teacher, student, steps=args.text_steps, batch_size=2, grad_accum=4, prompts=prompts, guidance=w, lr=1e-4,
+                      t_min=t_min, out_dir=str(run / 'text'), checkpoint_every=args.text_steps, sample_every=0, progress=False,
+                      mixed_precision='bf16' if bf16 else 'no', cpu=device == 'cpu')
+    out = {'distill_s': time.perf_counter() - start}
+    if device == 'cuda': out['peak_gpu_mem_gib'] = torch.cuda.max_memory_allocated() / 2**30
+    cond = [prompts[i % len(prompts)] for i in range(args.n_prompts)]
+    noise = torch.randn(len(cond), *teacher.sample_shape, generator=torch.Generator().manual_seed(0)).to(device)
+    decode = getattr(teacher, 'decode', lambda x: x)
+    rows = {}
+    for name, sample in [('teacher DDIM-25, guided', lambda x, c: ddim_sample(GuidedTeacher(teacher, w), x, 25, c)),
+                         ('BOOT student (1 step)', lambda x, c: one_step_sample(student, x, c))]:
+        if device == 'cuda': torch.cuda.synchronize()
+        t = time.perf_counter()
+        with torch.no_grad(): images = sample_batched(lambda x, c: decode(sample(x, c)), noise, cond, batch_size=8)
+        if device == 'cuda': torch.cuda.synchronize()
+        rows[name] = {'samples_per_s': len(cond) / (time.perf_counter() - t),
+                      'clip': clip_score(images.expand(-1, 3, -1, -1), cond, clip_model, device=device)}
+    out['rows'] = rows
+    print(f'text-to-image: {args.text_steps} steps of 2 x 4 accumulated (guidance {w}) in {out["distill_s"]:.0f} s' +
+          (f', peak GPU memory {out["peak_gpu_mem_gib"]:.1f} GiB' if 'peak_gpu_mem_gib' in out else ''))
+    for k, v in rows.items(): print(f'  {k:26s} CLIP score {v["clip"]:7.2f}   {v["samples_per_s"]:8.2f} samples/s')
+    return out
+
+
 def main(argv=None):
     args = parse_args(argv)
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     t0, out = time.perf_counter(), {}
     with tempfile.TemporaryDirectory() as tmp:
+        if args.path in ('both', 'text'):
+            run = Path(args.out or tmp); run.mkdir(parents=True, exist_ok=True)
+            out['text'] = text_check(args, device, run)
+        if args.path == 'text': return _finish(args, out, t0, device)
         run = Path(args.out or tmp)
         run.mkdir(parents=True, exist_ok=True)
         try:
@@ -123,7 +179,12 @@ def main(argv=None):
         out['metrics'], out['metrics_s'] = rows, time.perf_counter() - start
         print(f'FID / KID of {args.n_eval} samples against {ref} ({out["metrics_s"]:.0f} s):')
         for k, v in rows.items(): print(f'  {k:24s} FID {v["fid"]:9.3f}   KID {v["kid"]:.5f} +- {v["kid_std"]:.5f}')
-    out.update(total_s=time.perf_counter() - t0, device=device, teacher=teacher_name, loss=loss_note, args=vars(args))
+    out.update(teacher=teacher_name, loss=loss_note)
+    return _finish(args, out, t0, device)
+
+
+def _finish(args, out, t0, device):
+    out.update(total_s=time.perf_counter() - t0, device=device, args=vars(args))
     print(f'total {out["total_s"]:.0f} s')
     if args.json: Path(args.json).write_text(json.dumps(out, indent=1))
     return out

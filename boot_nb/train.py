@@ -364,7 +364,7 @@ def idle_cores(interval=0.2):
             return [(int(r[4]) + int(r[5]), sum(map(int, r[1:]))) for r in rows]      # (idle + iowait, total) ticks per core
         before = read(); time.sleep(interval); after = read()
     except (AttributeError, OSError, ValueError): return None
-    return sum((i1 - i0) / max(t1 - t0, 1) for (i0, t0), (i1, t1) in zip(before, after)) or None
+    return sum((i1 - i0) / max(t1 - t0, 1) for (i0, t0), (i1, t1) in zip(before, after)) if before else None
 
 @contextmanager
 def _cpu_threads(c, device):

@@ -278,6 +278,7 @@ def test_compile_trains_the_same_student(tmp_path):
 
 def test_idle_cores_sees_a_busy_process_and_distill_leaves_its_core_alone(monkeypatch):
     from boot_nb import train
+    if train.idle_cores() < 1.5: pytest.skip('other processes keep this machine too busy to see one more')
     spin = subprocess.Popen([sys.executable, '-c', 'while True: pass'])
     try:
         time.sleep(0.3)
