@@ -388,9 +388,9 @@ def _stop_on_interrupt():
     try: yield stop
     finally: signal.signal(signal.SIGINT, previous)
 
-def _open_log(path, start, main):
+def _open_log(path, start):
     "Keep the log lines up to the step we start from; a fresh start moves an old log aside rather than deleting it."
-    if not main or not path.exists(): return
+    if not path.exists(): return
     if start == 0: path.rename(path.with_name(f'log-{time.strftime("%Y%m%d-%H%M%S")}.jsonl')); return
     keep = [l for l in path.read_text().splitlines() if l and json.loads(l)['step'] <= start]
     path.write_text(''.join(l + '\n' for l in keep))
@@ -421,7 +421,7 @@ def distill(teacher, student=None, config=None, **settings):
     elif c.resume: acc.print(f'resume=True, but {str(out_dir)!r} holds no checkpoint: starting at step 0.')
     if c.log_with is not None: acc.init_trackers('boot_nb', config={k: v for k, v in c.saved().items() if not isinstance(v, list)})
     log_path = out_dir / 'log.jsonl'
-    if main: out_dir.mkdir(parents=True, exist_ok=True); _open_log(log_path, start, main)
+    if main: out_dir.mkdir(parents=True, exist_ok=True); _open_log(log_path, start)
     if c.sample_every and main:
         n = 16 if len(teacher.sample_shape) == 3 else 1000
         fixed_eps = torch.randn(n, *teacher.sample_shape, generator=torch.Generator(acc.device).manual_seed(c.seed), device=acc.device)
