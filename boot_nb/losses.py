@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from .sampling import _bc, ddim_ratio, signal_step, step_coefs
+from .teachers import Cond
 
 # %% ../nbs/06_losses.ipynb #c5e369bc
 def gaussian_signal(mu, std, schedule, eps, t):
@@ -169,10 +170,6 @@ class BCLoss:
         t, f = self.target(teacher, eps, cond)
         return self.distance(student(eps, t, cond), f)
 
-def _twice(cond):
-    "A batch's conditions twice over, for one call on the doubled batch: None, a list of prompts, or a tensor of labels / embeddings."
-    return None if cond is None else cond + cond if isinstance(cond, list) else torch.cat([cond, cond])
-
 class BOOTLoss:
     "L = mean L^BS + beta * mean L^BC (Algorithm 1, line 15); returns a dict with the total 'loss' and the terms 'bs', 'bc'."
     def __init__(self, delta=0.15, t_min=0.002, t_max=1., beta=1., solver='heun', distance=l2, r_min=None):
@@ -183,15 +180,17 @@ class BOOTLoss:
     def __call__(self, student, teacher, eps, cond=None, generator=None):
         t, s = self.bs.times(len(eps), generator, eps.device)
         t_max = torch.full_like(t, self.bc.t_max)
+        c = Cond(cond).repeat(len(eps))
+        twice = c.cat(c).value                                                # the conditions of the doubled batches below
         with torch.no_grad():
             y_t = _float(student(eps, t, cond))
             k = self.bs.coefs(teacher.schedule, t, s, y_t.dtype)             # the schedule, once per step
             x_t = _bc(k.a_t, y_t) * y_t + _bc(k.s_t, y_t) * eps
             # the solver's f~(x_t, t) and the boundary target f~(eps, t_max) need nothing of each other: one teacher call
-            f_t, f_max = teacher(torch.cat([x_t, eps.to(x_t.dtype)]), torch.cat([t, t_max]), _twice(cond)).chunk(2)
+            f_t, f_max = teacher(torch.cat([x_t, eps.to(x_t.dtype)]), torch.cat([t, t_max]), twice).chunk(2)
             target_s = self.bs.step(teacher, y_t, eps, t, s, cond, f_t, k)
         # y_s and y_{t_max} in one call: one graph per step (what DistributedDataParallel expects), one bigger batch
-        y_s, y_max = student(torch.cat([eps, eps]), torch.cat([s, t_max]), _twice(cond)).chunk(2)
+        y_s, y_max = student(torch.cat([eps, eps]), torch.cat([s, t_max]), twice).chunk(2)
         bs = self.bs.weighted(teacher.schedule, y_s, target_s, t, s, k.r64).mean()
         bc = self.bc.distance(y_max, f_max).mean()
         return {'loss': bs + self.beta * bc, 'bs': bs, 'bc': bc}
