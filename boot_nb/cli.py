@@ -9,7 +9,7 @@ __all__ = ['EXACT_TEACHERS', 'demo', 'ring_mixture', 'mixture_8d', 'teacher_by_n
 # %% ../nbs/09_cli.ipynb #e86f8ff2
 import argparse, json, math, os, re, sys, types, typing
 from contextlib import redirect_stdout
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 import torch
 from .exact import GaussianMixtureTeacher, digits_teacher
@@ -187,13 +187,14 @@ class _InCLIWords:
     def __getattr__(self, name): return getattr(self.stream, name)
 
 def run_line(c):
-    "What a run of `c` uses, resolved as `distill` resolves it: device, mixed precision and CPU threads."
+    "What a run of `c` uses, resolved as `distill` resolves it (device, mixed precision, CPU threads); and `c` with those threads."
     from accelerate import PartialState
     from boot_nb.train import _cpu_threads, _mixed_precision
     state = PartialState(cpu=c.cpu)
     with _cpu_threads(c, state.device) as threads: pass
     procs = f' x {state.num_processes} processes' if state.num_processes > 1 else ''
-    return f'device {state.device}{procs}, mixed precision {_mixed_precision(c)}, {threads} CPU thread{"s" * (threads != 1)}'
+    line = f'device {state.device}{procs}, mixed precision {_mixed_precision(c)}, {threads} CPU thread{"s" * (threads != 1)}'
+    return line, replace(c, threads=threads) if state.device.type == 'cpu' else c      # idle cores measured once, not again by distill
 
 def distill_command(args):
     "`boot-nb distill`: check every argument, load the teacher, distil, write the quality report; returns the exit code."
@@ -202,7 +203,8 @@ def distill_command(args):
     from boot_nb.train import distill
     c = check_args(args)
     state = PartialState(cpu=c.cpu)
-    state.print(f'boot-nb distill: {run_line(c)}')
+    line, c = run_line(c)
+    state.print(f'boot-nb distill: {line}')
     teacher, student = teacher_by_name(args.teacher), None
     if args.teacher in EXACT_TEACHERS:
         torch.manual_seed(c.seed)          # the same initial student on every process and every run

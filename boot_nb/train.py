@@ -203,7 +203,7 @@ class DistillConfig:
     mixed_precision: str = _setting('auto', 'auto: bf16 on a GPU that has it, else no', check=False,
                                     choices=('auto', 'no', 'fp16', 'bf16'))
     compile: bool = _setting(False, 'torch.compile the student and the teacher network', check=False)
-    threads: int | None = _setting(None, 'CPU threads; None: the idle cores (cores minus the load average, at least 1)', check=False)
+    threads: int | None = _setting(None, 'CPU threads; None: on a CPU, the cores other processes leave idle (at least 1)', check=False)
     cpu: bool = _setting(False, 'train on the CPU even if there is a GPU', check=False)
     out_dir: str = _setting('boot_student', 'output folder: student/, log.jsonl, checkpoints/, samples/', check=False)
     resume: bool = _setting(False, 'continue from the last checkpoint in `out_dir`', check=False)

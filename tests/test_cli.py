@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import boot_nb.cli
+import boot_nb.train
 from boot_nb.cli import EXACT_TEACHERS, main, option
 from boot_nb.student import load_student
 from boot_nb.teachers import shipped_teachers
@@ -144,11 +145,14 @@ def test_two_processes(tmp_path):
                                                                                 'state.json', 'student']
 
 
-def test_readme_command_on_the_shipped_digits_teacher(tmp_path, capsys):
+def test_readme_command_on_the_shipped_digits_teacher(tmp_path, capsys, monkeypatch):
     "The README's main command, shortened: the shipped UNet distilled into a copy of itself, saved as a diffusers folder, with its grid."
+    measured, idle_cores = [], boot_nb.train.idle_cores
+    monkeypatch.setattr(boot_nb.train, 'idle_cores', lambda *a: measured.append(idle_cores(*a)) or measured[-1])
     assert main(['distill', '--teacher', 'digits', '--out', str(tmp_path), '--steps', '2', '--batch-size', '4', '--lr', '1e-3',
                  '--sample-every', '2', '--eval-samples', '0', '--no-progress']) == 0
     student, teacher = load_student(tmp_path / 'student'), boot_nb.cli.teacher_by_name('digits')
     assert student.net.state_dict().keys() == teacher.net.state_dict().keys()               # a copy of the teacher's network
     assert not all(torch.equal(v, teacher.net.state_dict()[k]) for k, v in student.net.state_dict().items())   # that trained
     assert (tmp_path / 'samples' / 'step-00000002.png').exists()
+    assert len(measured) == 1          # the idle cores are measured once, for the start line, and distill runs with that count
