@@ -380,7 +380,8 @@ def _cpu_threads(c, device):
 def _stop_on_interrupt():
     "Turn the first Ctrl-C (SIGINT) into a request to stop after the current step; a second one interrupts at once."
     stop = []
-    if threading.current_thread() is not threading.main_thread(): yield stop; return     # signals reach the main thread only
+    # signals reach the main thread only; a process that ignores SIGINT (a script's background job) goes on ignoring it
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN: yield stop; return
     def handler(sig, frame):
         stop.append(True)
         signal.signal(signal.SIGINT, previous)

@@ -49,7 +49,7 @@ def test_resume_continues_the_same_run(tmp_path, capsys):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, capsys, monkeypatch):
+def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, capsys, monkeypatch, sigint):
     "The first Ctrl-C: a checkpoint of the step it came in, one line saying how to go on, exit 130, no quality report; --resume then ends it."
     train_step = Distiller.train_step
     def interrupted(self, step):

@@ -209,7 +209,7 @@ class Interrupting:
         return self.teacher(x, t, cond)
 
 
-def test_ctrl_c_saves_a_checkpoint_says_how_to_resume_and_resumes_exactly(tmp_path, capsys):
+def test_ctrl_c_saves_a_checkpoint_says_how_to_resume_and_resumes_exactly(tmp_path, capsys, sigint):
     full = weights(distill(ring(), small(), out_dir=tmp_path / 'full', **RUN))
     capsys.readouterr()
     # Ctrl-C during step 2 (the first checkpoint is due at step 3): the step finishes, is saved, and distill returns
@@ -221,6 +221,13 @@ def test_ctrl_c_saves_a_checkpoint_says_how_to_resume_and_resumes_exactly(tmp_pa
     resumed = weights(distill(ring(), small(seed=1), out_dir=tmp_path / 'cut', resume=True, **RUN))
     for k in full: assert torch.equal(full[k], resumed[k]), k
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler      # the handler is put back
+
+
+@pytest.mark.parametrize('sigint', [signal.SIG_IGN], indirect=True, ids=['SIG_IGN'])
+def test_an_ignored_sigint_stays_ignored(tmp_path, sigint):
+    "A process that ignores SIGINT (a background job of a script: Ctrl-C meant for the script) runs on through one."
+    distill(Interrupting(ring(), CALLS_BEFORE_STEP(2) + 1), small(), out_dir=tmp_path, **RUN)
+    assert [s for s, _ in checkpoints(tmp_path)] == [3, 6] and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
 def test_resume_where_there_is_no_checkpoint_says_so_and_keeps_the_old_log(tmp_path, capsys):
