@@ -167,9 +167,10 @@ def mmd(x, y, bandwidth=None):
 # %% ../nbs/04_metrics.ipynb #acdb769e
 @torch.no_grad()
 def sample_batched(sampler, noise, cond=None, batch_size=256):
-    "`sampler(noise, cond)` run on chunks of `batch_size` (and their conditions), concatenated, in float32."
-    return torch.cat([sampler(noise[i:i + batch_size], None if cond is None else cond[i:i + batch_size]).float()
-                      for i in range(0, len(noise), batch_size)])
+    "`sampler(noise, cond)` run on chunks of `batch_size` (and their conditions; a single one holds for all), concatenated, in float32."
+    from boot_nb.teachers import Cond
+    c = Cond(cond).repeat(len(noise))
+    return torch.cat([sampler(noise[i:i + batch_size], c[i:i + batch_size].value).float() for i in range(0, len(noise), batch_size)])
 
 @torch.no_grad()
 def compare_to_ddim(teacher, student, noise, cond=None, data=None, features=None, ddim_steps=(1, 2, 4, 10), ref_steps=50,

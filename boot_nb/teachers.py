@@ -55,9 +55,11 @@ class Cond:
     def __len__(self): return 0 if self.value is None else len(self.value)
 
     def __getitem__(self, i):
-        "The entries at the positions `i` (a LongTensor), on `i`'s device."
+        "The entries at `i`: a slice, or positions (a LongTensor; labels / states then on `i`'s device)."
+        if self.value is None: return self
+        if isinstance(i, slice): return Cond(self.value[i])
         if self.kind == 'prompts': return Cond([self.value[k] for k in i.tolist()])
-        return self if self.value is None else Cond(self.value.to(i.device)[i])
+        return Cond(self.value.to(i.device)[i])
 
     def repeat(self, n):
         "This condition for a batch of `n`: a batch-1 condition repeated `n` times; any other must have `n` entries."

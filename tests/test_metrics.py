@@ -87,3 +87,15 @@ def test_clip_offline_error_names_the_model(monkeypatch):
     monkeypatch.setattr(T, '_hub_reachable', lambda timeout=3.: False)
     with pytest.raises(OSError, match='(?s)clip-vit-base-patch16.*model_name_or_path='):
         M.clip_score(images(1, 0), ['a cat'])
+
+
+def test_sample_batched_gives_every_chunk_its_conditions():
+    "A single condition (a label, a prompt) holds for every chunk; per-sample ones are split with the noise."
+    seen = []
+    def sampler(x, c): seen.append(c); return x
+    M.sample_batched(sampler, torch.zeros(5, 2), torch.tensor([3]), batch_size=2)
+    assert [c.tolist() for c in seen] == [[3, 3], [3, 3], [3]]
+    seen.clear(); M.sample_batched(sampler, torch.zeros(3, 2), 'a cat', batch_size=2)
+    assert seen == [['a cat', 'a cat'], ['a cat']]
+    seen.clear(); M.sample_batched(sampler, torch.zeros(3, 2), ['a', 'b', 'c'], batch_size=2)
+    assert seen == [['a', 'b'], ['c']]
