@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['EXACT_TEACHERS', 'demo', 'ring_mixture', 'mixture_8d', 'teacher_by_name', 'option', 'cli_words',
-           'add_distill_options', 'check_args', 'quality_report', 'run_line', 'distill_command', 'main']
+           'add_distill_options', 'check_args', 'quality_report', 'resolve_run', 'distill_command', 'main']
 
 # %% ../nbs/09_cli.ipynb #e86f8ff2
 import argparse, json, math, os, re, sys, types, typing
@@ -186,15 +186,15 @@ class _InCLIWords:
     def write(self, s): return self.stream.write(cli_words(s) if s.strip() else s)
     def __getattr__(self, name): return getattr(self.stream, name)
 
-def run_line(c):
-    "What a run of `c` uses, resolved as `distill` resolves it (device, mixed precision, CPU threads); and `c` with those threads."
+def resolve_run(c):
+    "`c` with its CPU threads resolved as `distill` resolves them (idle cores measured once), and a line saying what the run uses."
     from accelerate import PartialState
     from boot_nb.train import _cpu_threads, _mixed_precision
     state = PartialState(cpu=c.cpu)
     with _cpu_threads(c, state.device) as threads: pass
     procs = f' x {state.num_processes} processes' if state.num_processes > 1 else ''
     line = f'device {state.device}{procs}, mixed precision {_mixed_precision(c)}, {threads} CPU thread{"s" * (threads != 1)}'
-    return line, replace(c, threads=threads) if state.device.type == 'cpu' else c      # idle cores measured once, not again by distill
+    return (replace(c, threads=threads) if state.device.type == 'cpu' else c), line
 
 def distill_command(args):
     "`boot-nb distill`: check every argument, load the teacher, distil, write the quality report; returns the exit code."
@@ -203,7 +203,7 @@ def distill_command(args):
     from boot_nb.train import distill
     c = check_args(args)
     state = PartialState(cpu=c.cpu)
-    line, c = run_line(c)
+    c, line = resolve_run(c)
     state.print(f'boot-nb distill: {line}')
     teacher, student = teacher_by_name(args.teacher), None
     if args.teacher in EXACT_TEACHERS:

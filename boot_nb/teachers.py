@@ -165,11 +165,11 @@ class DiffusersTeacher(torch.nn.Module):
             return {'class_labels': labels}
         if c.kind == 'labels':
             raise TypeError('This teacher is text-conditional: cond must be prompts (list of str) or hidden states (B, L, D).')
-        if c.kind != 'embeddings':           # prompts, or None: the negative prompt
-            if self.prompts is None:
-                raise ValueError('This text-conditional UNet has no text encoder: pass cond as encoder hidden states (B, L, D).')
-            c = Cond(self.prompts([self.prompts.negative_prompt] * n if c.kind is None else c.value))
-        return {'encoder_hidden_states': c.value.to(device=p.device, dtype=p.dtype)}
+        if c.kind != 'embeddings' and self.prompts is None:
+            raise ValueError('This text-conditional UNet has no text encoder: pass cond as encoder hidden states (B, L, D).')
+        states = (c.value if c.kind == 'embeddings' else       # prompts, or None: the negative prompt
+                  self.prompts([self.prompts.negative_prompt] * n if c.kind is None else c.value))
+        return {'encoder_hidden_states': states.to(device=p.device, dtype=p.dtype)}
 
     def encode_prompt(self, prompts):
         "The text encoder's hidden states (B, L, D) of `prompts` (list of str), through the prompt cache."
