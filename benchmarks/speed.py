@@ -18,6 +18,9 @@ For each step it measures:
 - peak memory: CUDA `max_memory_allocated` during one step (both sides' weights and optimizer states are resident);
   on the CPU the process's peak RSS (`ru_maxrss`), for the whole run;
 and, for the new student and the teacher, samples/s of one-step sampling and of DDIM with `--ddim-steps` steps (interleaved).
+With `--profile N`, N more new steps under `torch.profiler`: the time a step spends by kind of op (convolutions forward and
+backward, attention, matmuls, normalization, the other aten ops, and the rest: Python and autograd between ops, or an idle
+GPU), their FLOP/s (FLOPs from the counter above), and, for scale, the FLOP/s of one large matmul on the same device.
 
     python benchmarks/speed.py --teacher digits --threads 1 --json benchmarks/results/speed-cpu.json   # README's run, CPU
     python benchmarks/speed.py --device cuda --teacher cifar10-sized --batch-size 128 --mixed-precision bf16 --compile
@@ -214,14 +217,47 @@ def part_fns(side, device_type):
             'optimizer': optimizer_part}
 
 def count_flops(side, device_type, compiled):
-    "FLOPs of one step, run eagerly (a compiled step computes the same), with its teacher and student calls recorded."
+    "FLOPs of one step by op, run eagerly (a compiled step computes the same), with its teacher and student calls recorded."
     from torch.utils.flop_counter import FlopCounterMode
     with FlopCounterMode(display=False) as fc, torch.compiler.set_stance('force_eager') if compiled else nullcontext():
         side.calls, _ = record_calls(side, device_type)
     if not any(c['who'] == 'teacher' for c in side.calls):
         raise RuntimeError(f'The {side.name} step made no call teacher(x_t, t, cond) that the hook saw, so its teacher part cannot be '
                            'replayed: speed.py needs the loss to call the teacher object itself (`step.teacher`).')
-    return fc.get_total_flops()
+    return {str(op): n for op, n in fc.get_flop_counts()['Global'].items()}
+
+# The kinds of work in a step, by aten op name ('aten::mkldnn_convolution' in the profiler, 'aten.convolution' in the
+# FLOP counter); the first that matches
+KINDS = (('convolution backward', ('convolution_backward',)), ('convolution forward', ('convolution', 'conv2d')),
+         ('attention', ('attention',)), ('matmul', ('mm', 'linear', 'matmul')),
+         ('normalization', ('group_norm', 'layer_norm', 'batch_norm')), ('other aten ops (element-wise, copies, AdamW)', ('',)))
+OUTSIDE = 'outside aten ops (Python, autograd, idle device)'
+
+def kind(op):
+    name = op.replace('aten::', '').replace('aten.', '')
+    return next(k for k, keys in KINDS if any(key in name for key in keys))
+
+def matmul_rate(device, dtype, timed):
+    "FLOP/s of a large square matmul in `dtype` (best of three): what this device's kernels reach at their best, for scale."
+    n = 8192 if device.type == 'cuda' else 2048
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    timed(lambda: a @ b, 2)
+    return {'n': n, 'dtype': str(dtype).replace('torch.', ''), 'flops_per_s': 2 * n ** 3 / min(timed(lambda: a @ b, 3) for _ in range(3))}
+
+def profile_step(side, steps, flops_by_op, timed, cuda):
+    "Where `steps` steps of `side` spend their time, by KINDS: self time of aten ops (CUDA: their kernels' device time) per step."
+    from torch.profiler import ProfilerActivity, profile
+    side.enter()
+    with profile(activities=[ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * cuda) as prof:
+        wall = timed(side.train_step, steps)
+    secs = {k: 0. for k, _ in KINDS}
+    for e in prof.key_averages():
+        if e.key.startswith('aten::'): secs[kind(e.key)] += (e.self_device_time_total if cuda else e.self_cpu_time_total) / 1e6 / steps
+    secs[OUTSIDE] = max(wall - sum(secs.values()), 0.)
+    flops = {k: 0 for k in secs}
+    for op, n in flops_by_op.items(): flops[kind(op)] += n
+    return {'steps': steps, 'wall_s': wall, 'kinds': {k: {'s': s, 'share': s / wall, 'flops': flops[k],
+                                                          'flops_per_s': flops[k] / s if flops[k] and s else None} for k, s in secs.items()}}
 
 def median(xs): return statistics.median(xs)
 
@@ -257,6 +293,8 @@ def main(argv=None):
     p.add_argument('--cifar-scale', type=float, default=1., help="cifar10-sized's channel widths times this (default 1; less for a quick check)")
     p.add_argument('--sample-batch', type=int, default=256, help='batch of the one-step and DDIM sampling timings (default 256; 0: skip them)')
     p.add_argument('--ddim-steps', type=int, default=50)
+    p.add_argument('--profile', type=int, default=0, metavar='N',
+                   help='then profile N new steps: time and FLOP/s by kind of op, beside a large matmul (default 0: no profile)')
     p.add_argument('--json', default=None, help='write the results here')
     p.add_argument('--markdown', nargs='+', metavar='JSON', help="print the README's table of these results files, run nothing")
     args = p.parse_args(argv)
@@ -293,7 +331,8 @@ def main(argv=None):
         for s in sides: s.train_step()
     res = {s.name: {} for s in sides}
     for s in sides:
-        res[s.name]['flops'] = count_flops(s, device_type, args.compile and s is new)
+        res[s.name]['flops_by_op'] = count_flops(s, device_type, args.compile and s is new)
+        res[s.name]['flops'] = sum(res[s.name]['flops_by_op'].values())
         res[s.name]['teacher_calls'] = [len(c['args'][0]) for c in s.calls if c['who'] == 'teacher']
         res[s.name]['student_calls'] = [[len(c['args'][0]), 'grad' if c['grad'] else 'no grad'] for c in s.calls if c['who'] == 'student']
     if cuda:
@@ -329,6 +368,12 @@ def main(argv=None):
         d['tflops_per_s'] = d['flops'] / d['step_s'] / 1e12
 
     sampling = sample_speed(new, args.sample_batch, args.ddim_steps, timed) if args.sample_batch else None
+    profiled = None
+    if args.profile:
+        dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(args.mixed_precision, torch.float32)
+        new.enter()
+        profiled = {**profile_step(new, args.profile, res['new']['flops_by_op'], timed, cuda),
+                    'matmul': matmul_rate(new_.accelerator.device, dtype, timed)}
 
     net = getattr(teacher, 'net', None)
     out = {
@@ -341,6 +386,7 @@ def main(argv=None):
         'old': res['old'], 'new': res['new'],
         'new_vs_old_speedup': res['old']['step_s'] / res['new']['step_s'],
         'sampling': sampling,
+        'profile': profiled,
     }
     if not cuda:
         out['peak_memory_bytes'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -378,6 +424,20 @@ def table(r):
     s = r['sampling']
     if s: lines.append(f"sampling, batch {s['batch']}: one step {s['one_step_samples_per_s']:.1f} samples/s, DDIM-{s['ddim_steps']} "
                  f"{s['ddim_samples_per_s']:.1f} samples/s: {s['one_step_over_ddim']:.1f}x")
+    if r.get('profile'): lines.append(profile_table(r['profile']))
+    return '\n'.join(lines)
+
+def profile_table(p):
+    "The profile as a text table (also the README's, in a code block)."
+    m = p['matmul']
+    ref = f"a {m['n']}x{m['n']} {m['dtype']} matmul"
+    lines = [f"profile of {p['steps']} new steps ({p['wall_s'] * 1e3:.1f} ms a step under the profiler); for scale, {ref}: "
+             f"{m['flops_per_s'] / 1e9:.1f} GFLOP/s",
+             f"{'':48} {'ms/step':>8} {'share':>6} {'GFLOP/step':>10} {'GFLOP/s':>8} {'of matmul':>9}"]
+    for k, d in p['kinds'].items():
+        rate = d['flops_per_s']
+        lines.append(f"{k:48} {d['s'] * 1e3:8.1f} {d['share']:6.1%} {d['flops'] / 1e9:10.2f} "
+                     + (f"{rate / 1e9:8.1f} {rate / m['flops_per_s']:9.0%}" if rate else f"{'-':>8} {'-':>9}"))
     return '\n'.join(lines)
 
 def markdown(results):

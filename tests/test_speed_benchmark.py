@@ -12,12 +12,19 @@ B = 2
 PARTS = ('teacher', 'student_forward', 'student_forward_backward', 'optimizer')
 
 
+def _speed():
+    "benchmarks/speed.py as a module."
+    spec = importlib.util.spec_from_file_location('speed', SCRIPT)
+    speed = importlib.util.module_from_spec(spec); spec.loader.exec_module(speed)
+    return speed
+
+
 @pytest.fixture(scope='module')
 def result(tmp_path_factory):
     out = tmp_path_factory.mktemp('speed') / 'speed.json'
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
     run = subprocess.run([sys.executable, str(SCRIPT), '--device', 'cpu', '--threads', '1', '--teacher', 'digits', '--batch-size', str(B),
-                          '--steps', '3', '--warmup', '1', '--sample-batch', '2', '--ddim-steps', '2', '--json', str(out)],
+                          '--steps', '3', '--warmup', '1', '--sample-batch', '2', '--ddim-steps', '2', '--profile', '2', '--json', str(out)],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads(out.read_text()), run.stdout, out
@@ -72,8 +79,7 @@ def test_recorded_calls(result):
 
 def test_old_step_computes_what_the_library_computes():
     "The frozen old step and `Distiller.train_step` give the same losses from the same seed and the same teacher copy."
-    spec = importlib.util.spec_from_file_location('speed', SCRIPT)
-    speed = importlib.util.module_from_spec(spec); spec.loader.exec_module(speed)
+    speed = _speed()
     from boot_nb.train import DistillConfig, Distiller
     torch.set_num_threads(1)
     teacher = speed.make_teacher('digits')
@@ -81,3 +87,28 @@ def test_old_step_computes_what_the_library_computes():
     new = Distiller(teacher, config=DistillConfig(batch_size=B, lr=1e-3, mixed_precision='no', cpu=True, steps=speed.RUN_STEPS))
     for step in range(2):       # the second step also checks that both updated the student alike
         torch.testing.assert_close(old.train_step(step), new.train_step(step), rtol=1e-4, atol=1e-6)
+
+
+def test_profile(result):
+    "The profile accounts for the profiled steps' time and for every FLOP the counter saw, and puts the UNet's convolutions first."
+    r, stdout, _ = result
+    p, speed = r['profile'], _speed()
+    assert p['steps'] == 2 and list(p['kinds']) == [k for k, _ in speed.KINDS] + [speed.OUTSIDE]
+    assert math.isclose(sum(d['s'] for d in p['kinds'].values()), p['wall_s'])      # nothing counted twice, nothing left out
+    assert sum(d['flops'] for d in p['kinds'].values()) == r['new']['flops']
+    for k in ('convolution forward', 'convolution backward'):
+        d = p['kinds'][k]
+        assert d['s'] > 0 and d['flops'] > 0 and math.isclose(d['flops_per_s'], d['flops'] / d['s'])
+    assert p['matmul']['n'] == 2048 and p['matmul']['dtype'] == 'float32' and p['matmul']['flops_per_s'] > 0
+    assert 'profile of 2 new steps' in stdout and 'a 2048x2048 float32 matmul' in stdout
+
+
+def test_kinds_of_ops():
+    kind = _speed().kind
+    for op, k in [('aten::mkldnn_convolution', 'convolution forward'), ('aten::cudnn_convolution', 'convolution forward'),
+                  ('aten.convolution', 'convolution forward'), ('aten::convolution_backward', 'convolution backward'),
+                  ('aten::cudnn_convolution_backward_weight', 'convolution backward'), ('aten.mm', 'matmul'), ('aten::addmm', 'matmul'),
+                  ('aten::_scaled_dot_product_flash_attention_for_cpu', 'attention'), ('aten::native_group_norm', 'normalization'),
+                  ('aten::linalg_vector_norm', 'other aten ops (element-wise, copies, AdamW)'),
+                  ('aten::silu', 'other aten ops (element-wise, copies, AdamW)')]:
+        assert kind(op) == k, op
