@@ -3,7 +3,8 @@
 # internet: it installs the wheels carried in .whl/ (diffusers as in our venv, lpips; safetensors if the machine's is older
 # than diffusers needs) into /tmp/site, then runs
 #   digits (the README run, batch 32) in fp32 and bf16, cifar10-sized (35.7M, batch 128) in bf16 and fp32,
-#   and cifar10-sized bf16 with --compile (last: compiling is the slow, uncertain part; its sampling rows are skipped),
+#   and cifar10-sized bf16 with --compile (last: compiling is the slow, uncertain part; its sampling rows are skipped);
+#   the eager bf16 rows and digits fp32 also profile 5 steps (--profile: time by kind of op, an idle GPU, a bf16 matmul for scale),
 # each writing speed-gpu-<row>.json and .log to $OUT (default benchmarks/results). At most ~6 minutes (TOTAL, plus the install).
 # The wheels, once, here (.whl/ is git-ignored through .git/info/exclude):
 #   echo /.whl/ >> .git/info/exclude
@@ -49,13 +50,13 @@ row() {      # row LIMIT NAME ARGS...: one speed.py run of at most LIMIT s, its 
     echo "== $name (at most ${limit}s): speed.py ${common[*]} $*"
     timeout "$limit" python3 benchmarks/speed.py "${common[@]}" "$@" --json "$OUT/speed-gpu-$name.json" > "$OUT/speed-gpu-$name.log" 2>&1
     local rc=$?
-    tail -n 14 "$OUT/speed-gpu-$name.log"
+    tail -n 24 "$OUT/speed-gpu-$name.log"
     [ $rc = 0 ] || { echo "!! $name failed (exit $rc; 124 = past ${limit}s), log: $OUT/speed-gpu-$name.log"; failed=1; }
 }
 start=$SECONDS
-row 120 digits-fp32 --teacher digits --batch-size $digits_batch --mixed-precision no "${sample[@]}"
-row 120 digits-bf16 --teacher digits --batch-size $digits_batch --mixed-precision bf16 "${sample[@]}"
-row 120 cifar10-bf16 "${cifar[@]}" --mixed-precision bf16 "${sample[@]}"
+row 120 digits-fp32 --teacher digits --batch-size $digits_batch --mixed-precision no "${sample[@]}" --profile 5
+row 120 digits-bf16 --teacher digits --batch-size $digits_batch --mixed-precision bf16 "${sample[@]}" --profile 5
+row 120 cifar10-bf16 "${cifar[@]}" --mixed-precision bf16 "${sample[@]}" --profile 5
 row 120 cifar10-fp32 "${cifar[@]}" --mixed-precision no "${sample[@]}"
 row 240 cifar10-bf16-compile "${cifar[@]}" --mixed-precision bf16 --compile --sample-batch 0
 echo "== all rows in $((SECONDS - start)) s"

@@ -99,15 +99,19 @@ def test_profile(result):
     for k in ('convolution forward', 'convolution backward'):
         d = p['kinds'][k]
         assert d['s'] > 0 and d['flops'] > 0 and math.isclose(d['flops_per_s'], d['flops'] / d['s'])
-    assert p['matmul']['n'] == 2048 and p['matmul']['dtype'] == 'float32' and p['matmul']['flops_per_s'] > 0
-    assert 'profile of 2 new steps' in stdout and 'a 2048x2048 float32 matmul' in stdout
+    m = p['matmul']
+    assert m['n'] >= 512 and m['dtype'] == 'float32' and m['flops_per_s'] > 0
+    assert 'profile of 2 new steps' in stdout and f"a {m['n']}x{m['n']} float32 matmul" in stdout
 
 
 def test_kinds_of_ops():
     kind = _speed().kind
     for op, k in [('aten::mkldnn_convolution', 'convolution forward'), ('aten::cudnn_convolution', 'convolution forward'),
                   ('aten.convolution', 'convolution forward'), ('aten::convolution_backward', 'convolution backward'),
-                  ('aten::cudnn_convolution_backward_weight', 'convolution backward'), ('aten.mm', 'matmul'), ('aten::addmm', 'matmul'),
+                  ('aten::cudnn_convolution_backward_weight', 'convolution backward'), ('aten::_slow_conv2d_backward', 'convolution backward'),
+                  ('aten::_slow_conv2d_forward', 'convolution forward'), ('aten::thnn_conv2d', 'convolution forward'),
+                  ('aten::_convert_indices_from_coo_to_csr', 'other aten ops (element-wise, copies, AdamW)'),
+                  ('aten.mm', 'matmul'), ('aten::addmm', 'matmul'),
                   ('aten::_scaled_dot_product_flash_attention_for_cpu', 'attention'), ('aten::native_group_norm', 'normalization'),
                   ('aten::linalg_vector_norm', 'other aten ops (element-wise, copies, AdamW)'),
                   ('aten::silu', 'other aten ops (element-wise, copies, AdamW)')]:
