@@ -4,7 +4,8 @@ The old step is a frozen copy, kept in this file, of `distill`'s inner loop and 
 (three teacher calls a step, float64 schedule math, `acc.reduce` + `bool(torch.isfinite(...))`: a host sync every step;
 backward, gradient clipping, AdamW). Both steps run in the same process on their own copy of the teacher, their blocks of
 steps interleaved (old, new, new, old, ...), so `new vs old` is a ratio measured side by side on a machine whose speed
-drifts. Global torch settings that either side changes (threads, float32 matmul precision, cudnn.benchmark) are set back
+drifts: the median over rounds of the ratio of a round's two blocks (not the ratio of the two medians, which a machine
+that switches between two speeds can move by 10% either way). Global torch settings that either side changes (threads, float32 matmul precision, cudnn.benchmark) are set back
 to that side's own before each of its calls. The network code both call (the teacher's `predict`, `BOOTStudent`,
 the schedules) is the library's as it is now.
 
@@ -263,6 +264,10 @@ def profile_step(side, steps, flops_by_op, timed, cuda):
 
 def median(xs): return statistics.median(xs)
 
+def paired_speedup(old_blocks, new_blocks):
+    "new vs old: the median over rounds of old block / new block; each round's two blocks ran back to back, at one machine speed."
+    return median([o / n for o, n in zip(old_blocks, new_blocks, strict=True)])
+
 def sample_speed(side, batch, ddim_steps, timed):
     "Samples/s of the side's student in one step and of its teacher's DDIM, from the same noise, under the same autocast."
     from boot_nb.sampling import ddim_sample, one_step_sample
@@ -390,7 +395,7 @@ def main(argv=None):
                    'batch_size': args.batch_size, 'lr': args.lr, 'mixed_precision': args.mixed_precision, 'compile': args.compile,
                    'steps': rounds * block, 'block': block, 'warmup': warmup, 'threads': {s.name: s.settings['threads'] for s in sides}},
         'old': res['old'], 'new': res['new'],
-        'new_vs_old_speedup': res['old']['step_s'] / res['new']['step_s'],
+        'new_vs_old_speedup': paired_speedup(res['old']['step_s_blocks'], res['new']['step_s_blocks']),
         'sampling': sampling,
         'profile': profiled,
     }
