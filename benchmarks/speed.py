@@ -5,9 +5,9 @@ The old step is a frozen copy, kept in this file, of `distill`'s inner loop and 
 backward, gradient clipping, AdamW). Both steps run in the same process on their own copy of the teacher, their blocks of
 steps interleaved (old, new, new, old, ...), so `new vs old` is a ratio measured side by side on a machine whose speed
 drifts: the median over rounds of the ratio of a round's two blocks (not the ratio of the two medians, which a machine
-that switches between two speeds can move by 10% either way). Global torch settings that either side changes (threads, float32 matmul precision, cudnn.benchmark) are set back
-to that side's own before each of its calls. The network code both call (the teacher's `predict`, `BOOTStudent`,
-the schedules) is the library's as it is now.
+that switches between two speeds can move by 10% either way). Global torch settings that either side changes (threads,
+float32 matmul precision, cudnn.benchmark) are set back to that side's own before each of its calls. The network code
+both call (the teacher's `predict`, `BOOTStudent`, the schedules) is the library's as it is now.
 
 For each step it measures:
 - `step_s`: the median over blocks of `--block` consecutive steps (time per step), after `--warmup` steps; on CUDA
