@@ -2,8 +2,9 @@
 # The GPU rows of benchmarks/speed.py in one go, on a machine with torch, accelerate, transformers but no diffusers and no
 # internet: it installs the wheels carried in .whl/ (diffusers as in our venv, lpips; safetensors if the machine's is older
 # than diffusers needs) into /tmp/site, then runs
-#   digits (the README run, batch 32) in fp32 and bf16, cifar10-sized (35.7M, batch 128) in bf16 and fp32,
-#   and cifar10-sized bf16 with --compile (last: compiling is the slow, uncertain part; its sampling rows are skipped);
+#   digits (the README run, batch 32) in fp32 and bf16, cifar10-sized (35.7M, batch 128) in bf16, digits bf16 compiled with
+#   CUDA graphs (--cudagraphs: does replaying graphs take the host out of the digits step?), cifar10-sized bf16 with --compile,
+#   and cifar10-sized in fp32 (compiling is the slow, uncertain part: the compiled rows skip sampling; fp32 is least needed);
 #   the eager bf16 rows and digits fp32 also profile 5 steps (--profile: time by kind of op, an idle GPU, a bf16 matmul for scale),
 # each writing speed-gpu-<row>.json and .log to $OUT (default benchmarks/results). At most ~6 minutes (TOTAL, plus the install).
 # The wheels, once, here (.whl/ is git-ignored through .git/info/exclude):
@@ -34,12 +35,14 @@ python3 -c "import torch, diffusers; print('torch', torch.__version__, 'diffuser
 if [ "${SPEED_TINY:-0}" = 1 ]; then       # the same rows, tiny: checks the script, measures nothing
     common=(--device cpu --threads 1 --steps 2 --warmup 1 --ddim-steps 2)
     digits_batch=4; cifar=(--teacher cifar10-sized --cifar-scale 0.0625 --batch-size 2); sample=(--sample-batch 4)
-    export TORCH_COMPILE_DISABLE=1      # inductor on a busy 2-core CPU takes many minutes; the compile row's flow still runs
+    export TORCH_COMPILE_DISABLE=1      # inductor on a busy 2-core CPU takes many minutes; the compile rows' flow still runs
+    graphs=(--compile)                  # CUDA graphs need a GPU
 else
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
     common=(--device cuda --steps 20); digits_batch=32; cifar=(--teacher cifar10-sized --batch-size 128); sample=()
+    graphs=(--compile --cudagraphs)
 fi
-TOTAL=${TOTAL:-330}      # all rows together stay under this many seconds; TOTAL=540 gives the compile row more room (a device command may run 600)
+TOTAL=${TOTAL:-330}      # all rows together stay under this many seconds; TOTAL=540 gives the compiled rows more room (a device command may run 600)
 
 failed=0
 row() {      # row LIMIT NAME ARGS...: one speed.py run of at most LIMIT s, its table in NAME.log, its results in NAME.json
@@ -57,10 +60,11 @@ start=$SECONDS
 row 120 digits-fp32 --teacher digits --batch-size $digits_batch --mixed-precision no "${sample[@]}" --profile 5
 row 120 digits-bf16 --teacher digits --batch-size $digits_batch --mixed-precision bf16 "${sample[@]}" --profile 5
 row 120 cifar10-bf16 "${cifar[@]}" --mixed-precision bf16 "${sample[@]}" --profile 5
-row 120 cifar10-fp32 "${cifar[@]}" --mixed-precision no "${sample[@]}"
+row 150 digits-bf16-cudagraphs --teacher digits --batch-size $digits_batch --mixed-precision bf16 "${graphs[@]}" --sample-batch 0
 row 240 cifar10-bf16-compile "${cifar[@]}" --mixed-precision bf16 --compile --sample-batch 0
+row 120 cifar10-fp32 "${cifar[@]}" --mixed-precision no "${sample[@]}"
 echo "== all rows in $((SECONDS - start)) s"
-tables=(); for r in digits-fp32 digits-bf16 cifar10-fp32 cifar10-bf16 cifar10-bf16-compile; do
+tables=(); for r in digits-fp32 digits-bf16 digits-bf16-cudagraphs cifar10-fp32 cifar10-bf16 cifar10-bf16-compile; do
     [ -f "$OUT/speed-gpu-$r.json" ] && tables+=("$OUT/speed-gpu-$r.json"); done
 [ ${#tables[@]} -gt 0 ] && python3 benchmarks/speed.py --markdown "${tables[@]}"
 exit $failed

@@ -30,7 +30,7 @@ GPU), their FLOP/s (FLOPs from the counter above), and, for scale, the FLOP/s of
 35.7M parameters, random weights, its linear DDPM schedule, epsilon prediction, clip_sample) or a teacher folder
 (`load_teacher`). Unconditional teachers only.
 """
-import argparse, copy, json, math, os, platform, re, resource, shlex, statistics, sys, time
+import argparse, copy, importlib, json, math, os, platform, re, resource, shlex, statistics, sys, time
 from contextlib import nullcontext
 from types import SimpleNamespace
 
@@ -157,15 +157,16 @@ _GLOBALS = {'threads': (torch.get_num_threads, torch.set_num_threads),
 
 class Side:
     "One of the two steps, its global torch settings, its step counter and what was measured of it."
-    def __init__(self, name, step, settings):
+    def __init__(self, name, step, settings, begin=None):
         self.name, self.step, self.settings, self.next, self.calls = name, step, settings, 0, []
+        self.begin = begin or (lambda: None)      # before each step and each part: a new iteration of CUDA graphs (--cudagraphs)
 
     def enter(self):
         for k, (get, put) in _GLOBALS.items():
             if get() != self.settings[k]: put(self.settings[k])
 
     def train_step(self):
-        self.enter()
+        self.enter(); self.begin()
         out = self.step.train_step(self.next)
         self.next += 1
         return out
@@ -205,10 +206,13 @@ def part_fns(side, device_type):
     grad = [c for c in side.calls if c['who'] == 'student' and c['grad']]
     params = [p for p in st.student.parameters() if p.requires_grad]
     def teacher_part():
+        side.begin()
         for c in teacher: call(c, st.teacher)
     def nograd_part():
+        side.begin()
         for c in nograd: call(c, st.student)
     def grad_part():
+        side.begin()
         for c in grad: call(c, st.student).float().square().mean().backward()
     def optimizer_part():
         # the gradients of grad_part stay in place so that every repeat updates all parameters
@@ -293,6 +297,9 @@ def main(argv=None):
     p.add_argument('--lr', type=float, default=None, help='default: 1e-3 for digits (the README run), else the library default')
     p.add_argument('--mixed-precision', default='no', choices=('no', 'bf16', 'fp16'))
     p.add_argument('--compile', action='store_true', help='compile the new step (DistillConfig(compile=True)); the old one never is')
+    p.add_argument('--cudagraphs', action='store_true',
+                   help="with --compile on CUDA: inductor's CUDA graphs (what torch.compile's mode='reduce-overhead' turns on), "
+                        'replayed from a new iteration at each step; an experiment on a host-bound step, not a library option')
     p.add_argument('--steps', type=int, default=20, help='timed steps of each side (default 20)')
     p.add_argument('--block', type=int, default=None, help='steps per timed block (default: 1 on the CPU, 5 on CUDA)')
     p.add_argument('--warmup', type=int, default=None, help='untimed steps of each side first (default 3, 6 with --compile)')
@@ -312,6 +319,8 @@ def main(argv=None):
     if cuda and not torch.cuda.is_available(): p.error('--device cuda, but torch sees no CUDA device.')
     if args.profile and args.compile:
         p.error("--profile sorts a step's time by aten op, and a compiled step runs its own kernels instead: profile without --compile.")
+    if args.cudagraphs and args.sample_batch: p.error('--cudagraphs times the steps only (DDIM feeds a graph its own outputs): add --sample-batch 0.')
+    if args.cudagraphs and not (args.compile and cuda): p.error('--cudagraphs needs --compile and --device cuda (CUDA graphs are a GPU feature).')
     if args.batch_size is None: args.batch_size = 32 if args.teacher == 'digits' else 128
     if args.lr is None and args.teacher == 'digits': args.lr = 1e-3
     block = args.block or (5 if cuda else 1)
@@ -327,8 +336,10 @@ def main(argv=None):
     teachers = {'old': copy.deepcopy(teacher), 'new': teacher}
     old = Side('old', OldStep(teachers['old'], batch_size=args.batch_size, lr=args.lr, mixed_precision=args.mixed_precision,
                               device=args.device), _settings())
+    if args.cudagraphs:     # compiled code only: the old step is never compiled
+        importlib.import_module('torch._inductor.config').triton.cudagraphs = True
     new_ = new_step(teachers['new'], args)
-    new = Side('new', new_, _settings())
+    new = Side('new', new_, _settings(), torch.compiler.cudagraph_mark_step_begin if args.cudagraphs else None)
     sides = (old, new)
 
     def timed(fn, n):
@@ -393,6 +404,7 @@ def main(argv=None):
                     'cores': os.cpu_count(), 'load_average_at_start': load, 'torch': torch.__version__, 'python': platform.python_version()},
         'config': {'teacher': args.teacher, 'cifar_scale': args.cifar_scale, 'teacher_params': sum(p.numel() for p in net.parameters()) if net is not None else None,
                    'batch_size': args.batch_size, 'lr': args.lr, 'mixed_precision': args.mixed_precision, 'compile': args.compile,
+                   'cudagraphs': args.cudagraphs,
                    'steps': rounds * block, 'block': block, 'warmup': warmup, 'threads': {s.name: s.settings['threads'] for s in sides}},
         'old': res['old'], 'new': res['new'],
         'new_vs_old_speedup': paired_speedup(res['old']['step_s_blocks'], res['new']['step_s_blocks']),
@@ -427,7 +439,7 @@ def table(r):
     m = r['machine']
     th = c['threads']
     lines = [f"{m['device']}, threads {th['old']} (old) / {th['new']} (new), torch {m['torch']}: teacher {c['teacher']} ({(c['teacher_params'] or 0) / 1e6:.2f}M "
-             f"parameters), batch {c['batch_size']}, mixed precision {c['mixed_precision']}, compile {c['compile']}, "
+             f"parameters), batch {c['batch_size']}, mixed precision {c['mixed_precision']}, compile {c['compile']}{' + CUDA graphs' if c.get('cudagraphs') else ''}, "
              f"{c['steps']} timed steps in blocks of {c['block']}",
              f"{'':{w}} {'old step':>10} {'new step':>10}   new vs old"]
     lines += [f'{a:{w}} {b} {d}   {e}' for a, b, d, e in rows]
@@ -459,7 +471,7 @@ def markdown(results):
     for r in results:
         c, o, n, s = r['config'], r['old'], r['new'], r['sampling']
         rows.append(f"| {r['machine']['device']}, {c['threads']['new']} thread(s) | {c['teacher']}, {c['batch_size']} | "
-                    f"{c['mixed_precision']}{', compile' if c['compile'] else ''} | {o['step_s'] * 1e3:.1f} | {n['step_s'] * 1e3:.1f} | "
+                    f"{c['mixed_precision']}{', compile' if c['compile'] else ''}{' + CUDA graphs' if c.get('cudagraphs') else ''} | {o['step_s'] * 1e3:.1f} | {n['step_s'] * 1e3:.1f} | "
                     f"{r['new_vs_old_speedup']:.2f}x | {n['step_over_parts']:.2f} | {n['tflops_per_s']:.3g} | "
                     f"{gb(r) / 1e9:.2f}{' (RSS)' if 'peak_memory_bytes' in r else ''} | "
                     + (f"{s['one_step_samples_per_s']:.0f} vs {s['ddim_samples_per_s']:.1f} samples/s, DDIM-{s['ddim_steps']} ({s['one_step_over_ddim']:.1f}x, "

@@ -117,3 +117,19 @@ def test_kinds_of_ops():
                   ('aten::linalg_vector_norm', 'other aten ops (element-wise, copies, AdamW)'),
                   ('aten::silu', 'other aten ops (element-wise, copies, AdamW)')]:
         assert kind(op) == k, op
+
+
+def test_cudagraphs_flag(result):
+    "--cudagraphs is refused where it would measure nothing (no compile, no GPU, DDIM sampling); the tables name it."
+    base = [sys.executable, str(SCRIPT), '--teacher', 'digits', '--threads', '1', '--batch-size', str(B), '--steps', '1', '--warmup', '0']
+    for extra, says in [(['--device', 'cpu', '--cudagraphs', '--sample-batch', '0'], '--cudagraphs needs --compile and --device cuda'),
+                        (['--device', 'cpu', '--cudagraphs', '--compile'], 'add --sample-batch 0'),
+                        (['--device', 'cpu', '--cudagraphs', '--compile', '--sample-batch', '0'], '--cudagraphs needs --compile and --device cuda')]:
+        run = subprocess.run(base + extra, cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 2 and says in run.stderr, run.stderr[-2000:]
+    r, *_ = result
+    assert r['config']['cudagraphs'] is False
+    speed = _speed()
+    graphs = {**r, 'config': {**r['config'], 'compile': True, 'cudagraphs': True}}
+    assert '| no, compile + CUDA graphs |' in speed.markdown([graphs]) and 'compile True + CUDA graphs' in speed.table(graphs)
+    assert 'CUDA graphs' not in speed.markdown([r]) + speed.table(r)
