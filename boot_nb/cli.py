@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['EXACT_TEACHERS', 'demo', 'ring_mixture', 'mixture_8d', 'teacher_by_name', 'option', 'cli_words',
-           'add_distill_options', 'check_args', 'quality_report', 'resolve_run', 'distill_command', 'main']
+           'add_distill_options', 'check_args', 'quality_plot', 'quality_report', 'resolve_run', 'distill_command',
+           'sample_command', 'eval_command', 'main']
 
 # %% ../nbs/09_cli.ipynb #e86f8ff2
 import argparse, json, math, os, re, sys, types, typing
@@ -13,7 +14,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 import torch
 from .exact import GaussianMixtureTeacher, digits_teacher
-from .sampling import ddim_sample, ddim_signal_sample, heun_sample, plot_signal_paths
+from .sampling import ddim_sample, ddim_signal_sample, heun_sample, one_step_sample, plot_signal_paths
 from .train import DistillConfig, check_out_dir, checkpoints
 
 # %% ../nbs/09_cli.ipynb #589f3074
@@ -154,8 +155,25 @@ def check_args(args):
     return c
 
 # %% ../nbs/09_cli.ipynb #a73ba230
+def quality_plot(rows):
+    "Quality against NFE: the teacher's DDIM-k as a curve, its ODE reference dashed, the one-step student as a star; one panel a metric."
+    import matplotlib.pyplot as plt
+    cols = [c for c in ('endpoint', 'fd', 'mmd') if c in rows[0]]
+    ddim = [r for r in rows if r['method'].startswith('teacher DDIM')]
+    boot, ref = [r for r in rows if r['method'].startswith('BOOT')][0], rows[-1]
+    fig, axs = plt.subplots(1, len(cols), figsize=(3.6 * len(cols), 3), squeeze=False)
+    for ax, col in zip(axs[0], cols):
+        ax.plot([r['nfe'] for r in ddim], [r[col] for r in ddim], 'o-', color='C0', label='teacher DDIM-k')
+        ax.plot([boot['nfe']], [boot[col]], '*', color='C3', markersize=14, label='BOOT student, 1 step')
+        if col != 'endpoint': ax.axhline(ref[col], ls='--', color='gray', label=ref['method'])
+        ax.set(xscale='log', xlabel='network evaluations (NFE)', title=col)
+        if col != 'mmd': ax.set_yscale('log')
+    axs[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
 def quality_report(teacher, student, out, n=500, seed=0, guidance=None, prompts=None, labels=None, ref_steps=50, batch_size=256):
-    "`compare_to_ddim` on `n` samples against the teacher's own ODE samples; prints the table, writes quality.json and quality.md."
+    "`compare_to_ddim` on `n` samples against the teacher's own ODE samples; prints the table, writes quality.json, quality.md and quality.png."
     from boot_nb.metrics import compare_to_ddim, digit_features, quality_table, sample_batched
     from boot_nb.teachers import GuidedTeacher, context_set
     target = teacher if guidance is None else GuidedTeacher(teacher, guidance)
@@ -166,8 +184,8 @@ def quality_report(teacher, student, out, n=500, seed=0, guidance=None, prompts=
     data = sample_batched(lambda x, c: heun_sample(target, x, ref_steps, c), other, cond, batch_size)
     shape = teacher.sample_shape
     digit_like = len(shape) == 3 and shape[0] == 1 and not hasattr(teacher, 'decode')
-    rows = compare_to_ddim(target, student, noise, cond, data, digit_features if digit_like else None, ref_steps=ref_steps,
-                           batch_size=batch_size)
+    rows = compare_to_ddim(target, student, noise, cond, data, digit_features if digit_like else None, ddim_steps=(1, 2, 4, 10, 20),
+                           ref_steps=ref_steps, batch_size=batch_size)
     table = quality_table(rows)
     about = (f'{n} samples from fixed noise{"" if cond is None else " and conditions"}. endpoint: mean L2 distance to the '
              f'teacher\'s ODE endpoint from the same noise (Heun, {ref_steps} steps); '
@@ -176,6 +194,7 @@ def quality_report(teacher, student, out, n=500, seed=0, guidance=None, prompts=
     out = Path(out)
     (out / 'quality.json').write_text(json.dumps({'samples': n, 'ref_steps': ref_steps, 'guidance': guidance, 'rows': rows}, indent=1))
     (out / 'quality.md').write_text(f'{table}\n\n{about}\n')
+    quality_plot(rows).savefig(out / 'quality.png', dpi=120, bbox_inches='tight')
     print(f'{table}\n\n{about}')
     return rows
 
@@ -216,9 +235,119 @@ def distill_command(args):
     out = Path(c.out_dir)
     grids = sorted((out / 'samples').glob('step-*.png'))
     if args.eval_samples: quality_report(teacher, student, out, args.eval_samples, c.seed, c.guidance, c.prompts, c.labels)
-    print(f'wrote the student to {out / "student"} (load it with boot_nb.student.load_student)'
+    print(f'wrote the student to {out / "student"} (make images with: boot-nb sample --student {out / "student"})'
           + (f', the teacher-vs-student grid {grids[-1]}' if grids else '')
           + (f', the quality table {out / "quality.md"}' if args.eval_samples else ''))
+    return 0
+
+# %% ../nbs/09_cli.ipynb #c245e700
+def _sample_parser(sub):
+    s = sub.add_parser('sample', help='make samples with a trained student: a grid image or an .npz file',
+                       description='One-step samples from a student folder (written by distill or BOOTPipeline.save_pretrained).')
+    s.add_argument('--student', required=True, help='the student folder, e.g. OUT/student of boot-nb distill (required)')
+    s.add_argument('--n', type=int, default=64, help='number of samples (default: %(default)s)')
+    s.add_argument('--seed', type=int, default=0, help='seed of the noise (default: %(default)s)')
+    c = s.add_mutually_exclusive_group()
+    c.add_argument('--prompt', help='one prompt for every sample (text students)')
+    c.add_argument('--prompts', help='a text file with one prompt a line, repeated in order to --n (text students)')
+    c.add_argument('--class', dest='labels', type=int, nargs='+', help='class label(s), repeated in order to --n (class-conditional students)')
+    s.add_argument('--out', default='samples.png', help='the file to write (default: %(default)s)')
+    s.add_argument('--format', choices=('png', 'npz'), default='png', help='a grid image, or the samples in [0, 1] as npz (default: %(default)s)')
+    s.add_argument('--batch-size', type=int, default=64, help='samples per student call (default: %(default)s)')
+    s.add_argument('--device', help='cpu, cuda, cuda:1, ... (default: cuda if there is one)')
+    s.add_argument('--debug', action='store_true', help='show the full traceback of an error (default: off)')
+    return s
+
+def _eval_parser(sub):
+    e = sub.add_parser('eval', help="score a trained student against its teacher's DDIM (quality.md, quality.json, quality.png)",
+                       description="The student against the teacher's DDIM-1..20 and its ODE, on --n samples from fixed noise.")
+    e.add_argument('--student', required=True, help='the student folder (required)')
+    e.add_argument('--teacher', required=True, help='the teacher it was distilled from: a name, folder or hub id, as for distill (required)')
+    e.add_argument('--n', type=int, default=500, help='number of samples (default: %(default)s)')
+    e.add_argument('--seed', type=int, default=0, help='seed of the noise (default: %(default)s)')
+    c = e.add_mutually_exclusive_group()
+    c.add_argument('--prompts', help="a text file with one prompt a line (text students; default: the teacher's own prompts, if it ships any)")
+    c.add_argument('--labels', type=int, nargs='+', help='class labels to cycle through (class-conditional students)')
+    e.add_argument('--out', default='boot_nb_eval', help='output folder (default: %(default)s)')
+    e.add_argument('--device', help='cpu, cuda, cuda:1, ... (default: cuda if there is one)')
+    e.add_argument('--debug', action='store_true', help='show the full traceback of an error (default: off)')
+    return e
+
+# %% ../nbs/09_cli.ipynb #c1b11950
+def _device(name):
+    try: return torch.device(name or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    except RuntimeError as e: raise ValueError(f'--device {name!r} is not a device ({e}).') from None
+
+def _student_sampler(folder, device):
+    "(sampler(noise, cond) -> images in [0, 1] or raw samples, sample shape) of a student folder, loaded without running code."
+    from boot_nb.student import load_student
+    from boot_nb.pipeline import BOOTPipeline
+    folder = Path(folder)
+    if not folder.is_dir(): raise FileNotFoundError(f'--student {str(folder)!r} is not a folder.')
+    if (folder / 'model_index.json').exists():
+        pipe = BOOTPipeline.from_pretrained(folder, device=device)
+        def sampler(x, c):
+            kw = {} if c is None else {'prompt': c} if isinstance(c, list) else {'class_labels': c}
+            return pipe(latents=x, output_type='pt', **kw).images
+        return sampler, tuple(pipe.config.boot_config['sample_shape'])
+    student = load_student(folder, device=device)
+    image = len(student.sample_shape) == 3
+    return (lambda x, c: (one_step_sample(student, x, c) / 2 + .5).clamp(0, 1) if image else one_step_sample(student, x, c)), student.sample_shape
+
+def _prompts_file(path):
+    from boot_nb.teachers import context_set
+    return context_set(str(path)).cond.value
+
+def sample_command(args):
+    "`boot-nb sample`: samples of a student folder to a grid PNG or an npz file; prints the time per sample. Returns the exit code."
+    import time
+    from torchvision.utils import make_grid, save_image
+    from boot_nb.metrics import sample_batched
+    from boot_nb.teachers import context_set
+    if args.n < 1 or args.batch_size < 1: raise ValueError('--n and --batch-size must be at least 1.')
+    out = Path(args.out)
+    if not out.parent.is_dir(): raise FileNotFoundError(f'--out {str(out)!r}: the folder {str(out.parent)!r} does not exist.')
+    device = _device(args.device)
+    sampler, shape = _student_sampler(args.student, device)
+    if args.format == 'png' and len(shape) != 3 and tuple(shape) != (2,):
+        raise ValueError(f'--format png draws images (C, H, W) or 2-D points; these samples have shape {tuple(shape)}: use --format npz.')
+    source = [args.prompt] if args.prompt else _prompts_file(args.prompts) if args.prompts else args.labels
+    cond = context_set(source).cycle(args.n, device)
+    noise = torch.randn(args.n, *shape, generator=torch.Generator(device).manual_seed(args.seed), device=device)
+    start = time.perf_counter()
+    with torch.no_grad(): x = sample_batched(sampler, noise, cond, args.batch_size).cpu()
+    seconds = time.perf_counter() - start
+    if args.format == 'npz':
+        import numpy as np
+        np.savez(out, samples=x.numpy(), seed=args.seed, **({} if source is None else {'conditions': np.array(cond if isinstance(cond, list) else cond.cpu())}))
+    elif len(shape) == 3: save_image(make_grid(x, nrow=math.ceil(math.sqrt(args.n)), padding=1, pad_value=1.), out)
+    else:
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(4, 4)); ax.scatter(*x.T, s=2); ax.set_aspect('equal'); fig.savefig(out, dpi=120)
+    print(f'wrote {args.n} samples to {out} ({1e3 * seconds / args.n:.3g} ms a sample on {device}, {args.batch_size} a call)')
+    return 0
+
+def eval_command(args):
+    "`boot-nb eval`: the quality table and plot of a student folder against its teacher; returns the exit code."
+    from boot_nb.student import load_student
+    if args.n < 2: raise ValueError(f'--n must be at least 2, got {args.n}.')
+    _check_teacher(args.teacher)
+    out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
+    device = _device(args.device)
+    if not Path(args.student).is_dir(): raise FileNotFoundError(f'--student {args.student!r} is not a folder.')
+    student, teacher = load_student(args.student, device=device), teacher_by_name(args.teacher, device=device)
+    if tuple(student.sample_shape) != tuple(teacher.sample_shape):
+        raise ValueError(f'--student makes samples of shape {tuple(student.sample_shape)}, --teacher {args.teacher!r} of '
+                         f'{tuple(teacher.sample_shape)}: pass the teacher the student was distilled from.')
+    prompts = _prompts_file(args.prompts) if args.prompts else None
+    if student.cond_kind == 'text' and prompts is None:
+        shipped = getattr(teacher, 'info', {}).get('prompts')
+        if not shipped: raise ValueError('This is a text student: pass --prompts FILE (one prompt a line).')
+        prompts = [p for ps in zip(*shipped.values()) for p in ps]       # every label once, then the next phrasing
+    labels = args.labels
+    if student.cond_kind == 'label' and labels is None: raise ValueError('This is a class-conditional student: pass --labels N [N ...].')
+    quality_report(teacher, student.to(device), out, args.n, args.seed, student.guidance, prompts, labels)
+    print(f'wrote {out / "quality.md"}, {out / "quality.json"} and {out / "quality.png"}')
     return 0
 
 # %% ../nbs/09_cli.ipynb #ef084207
@@ -229,23 +358,25 @@ def main(argv=None):
     d = sub.add_parser('demo', help='signal-ODE check on an exact teacher; writes a table and a figure')
     d.add_argument('--out', default='boot_nb_demo', help='output folder (default: %(default)s)')
     d.add_argument('--seed', type=int, default=0, help='seed of the noise (default: %(default)s)')
-    d = _distill_parser(sub)
+    jobs = {'distill': (distill_command, _distill_parser(sub)), 'sample': (sample_command, _sample_parser(sub)),
+            'eval': (eval_command, _eval_parser(sub))}
     args = p.parse_args(argv)
     if args.command == 'demo': demo(args.out, args.seed); return 0
+    job, parser = jobs[args.command]
     debug = args.debug or os.environ.get('BOOT_NB_DEBUG', '') not in ('', '0')
-    try: return distill_command(args)
+    try: return job(args)
     except KeyboardInterrupt:
         if debug: raise
-        found = checkpoints(args.out_dir)
-        d.exit(130, f'{d.prog}: interrupted' + (f'; the last checkpoint is step {found[-1][0]}: run the command again with --resume '
-                                                'to continue.' if found else '.') + '\n')
+        found = checkpoints(args.out_dir) if args.command == 'distill' else []
+        parser.exit(130, f'{parser.prog}: interrupted' + (f'; the last checkpoint is step {found[-1][0]}: run the command again with '
+                                                          '--resume to continue.' if found else '.') + '\n')
     except (FloatingPointError, torch.OutOfMemoryError) as e:     # the run failed, not the arguments
         if debug: raise
-        d.exit(1, f'{d.prog}: error: ' + ('out of memory: lower --batch-size (--grad-accum keeps the update the same).'
-                                          if isinstance(e, torch.OutOfMemoryError) else cli_words(str(e))) + '\n')
+        parser.exit(1, f'{parser.prog}: error: ' + ('out of memory: lower --batch-size (--grad-accum keeps the update the same).'
+                                                    if isinstance(e, torch.OutOfMemoryError) else cli_words(str(e))) + '\n')
     except (ValueError, OSError, ImportError) as e:
         if debug: raise
-        d.exit(2, f'{d.prog}: error: {cli_words(str(e))}\n')
+        parser.exit(2, f'{parser.prog}: error: {cli_words(str(e)) if args.command == "distill" else " ".join(str(e).split())}\n')
 
 # %% ../nbs/09_cli.ipynb #f1c2a718
 #| eval: false

@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['MAX_GAIN', 'MIN_GAIN', 'STUDENT_CONFIG', 'MLPStudent', 'BOOTStudent', 'copy_gain', 'copy_t_max', 'convert_range',
-           'default_t_max', 'make_student', 'student_config', 'save_student', 'load_student']
+           'default_t_max', 'make_student', 'student_config', 'save_student', 'check_student_config', 'build_student',
+           'load_student']
 
 # %% ../nbs/07_student.ipynb #be8b1fd7
 import copy, importlib, inspect, json, math, warnings
@@ -187,9 +188,9 @@ def _parameterization_fields():
             'predict_kwargs': (lambda v: v is None or isinstance(v, dict) and set(v) <= set(kwargs) and all(map(scalar, v.values())),
                                f'null or an object of numbers, [lo, hi] ranges, true/false or strings named {kwargs}')}
 
-def _check_fields(d, fields, where=''):
+def _check_fields(d, fields, where='', file=STUDENT_CONFIG):
     for k, (ok, what) in fields.items():
-        if not ok(d.get(k)): raise ValueError(f'{STUDENT_CONFIG}: {where}"{k}" must be {what}, got {d.get(k)!r:.80}.')
+        if not ok(d.get(k)): raise ValueError(f'{file}: {where}"{k}" must be {what}, got {d.get(k)!r:.80}.')
 
 def _net_class(nc):
     "The network class that the \"net\" entry of a boot_student.json names, if it is on the allow-list (else a ValueError)."
@@ -204,17 +205,38 @@ def _net_class(nc):
     raise ValueError(f'{STUDENT_CONFIG} names the network class {path!r}, which is not on the allow-list (boot_nb.student.MLPStudent, '
                      f'diffusers and transformers model classes): loading a student folder imports and runs nothing else. {hint}')
 
+def check_student_config(cfg, where=STUDENT_CONFIG):
+    "`cfg` (a boot_student.json, or a BOOTPipeline's `boot_config`, without \"net\") checked field by field; a ValueError names the field."
+    if not isinstance(cfg, dict): raise ValueError(f'{where} must hold a JSON object, got {type(cfg).__name__}.')
+    _check_fields(cfg, {k: v for k, v in _FIELDS.items() if k != 'net'}, file=where)
+    if cfg['parameterization'] is not None: _check_fields(cfg['parameterization'], _parameterization_fields(), '"parameterization": ', where)
+    return cfg
+
+def build_student(cfg, net, predict=None, prompts=None):
+    "The BOOTStudent of a checked config and its loaded `net`: `predict` given (a teacher's), or made from the parameterisation."
+    p = cfg['parameterization']
+    if p is not None and predict is None:
+        from boot_nb.teachers import DiffusersTeacher
+        th = p['thresholding']
+        predict = DiffusersTeacher(net, schedule_from_config(cfg['schedule']), p['prediction_type'], cfg['sample_shape'],
+                                   p['clip_sample'], tuple(th) if th else None, p['null_class'], prompts=prompts).predict
+    return BOOTStudent(net, schedule=schedule_from_config(cfg['schedule']), sample_shape=cfg['sample_shape'], t_min=cfg['t_min'],
+                       t_max=cfg['t_max'], predict=predict if p is not None else None, predict_kwargs=(p or {}).get('predict_kwargs'),
+                       cond_kind=cfg['cond_kind'], guidance=cfg['guidance'])
+
 def load_student(folder, net=None, device=None, teacher=None):
-    "A BOOTStudent from a `save_student` folder, running no code from it; `net`: yours, for a class off the allow-list; `teacher` to reuse its `predict`."
+    "A BOOTStudent from a student folder (`save_student`'s, or a `BOOTPipeline`'s), running no code from it; `net`: yours, for a class off the allow-list; `teacher` to reuse its `predict`."
     from safetensors.torch import load_model
     folder = Path(folder)
-    if not (folder / STUDENT_CONFIG).exists(): raise FileNotFoundError(f'{str(folder)!r} has no {STUDENT_CONFIG}: not a student folder.')
+    if (folder / 'model_index.json').exists() and not (folder / STUDENT_CONFIG).exists():
+        from boot_nb.pipeline import BOOTPipeline           # the one-step pipeline layout that distill writes (07b_pipeline)
+        return BOOTPipeline.from_pretrained(folder).student.to(device).eval()
+    if not (folder / STUDENT_CONFIG).exists():
+        raise FileNotFoundError(f'{str(folder)!r} has neither {STUDENT_CONFIG} nor model_index.json: not a student folder.')
     cfg = json.loads((folder / STUDENT_CONFIG).read_text())
-    if not isinstance(cfg, dict): raise ValueError(f'{STUDENT_CONFIG} must hold a JSON object.')
-    _check_fields(cfg, _FIELDS)
-    p, nc = cfg['parameterization'], cfg['net']
-    if p is not None: _check_fields(p, _parameterization_fields(), '"parameterization": ')
-    schedule = schedule_from_config(cfg['schedule'])
+    check_student_config(cfg)
+    _check_fields(cfg, {'net': _FIELDS['net']})
+    nc = cfg['net']
     if nc['format'] != 'safetensors': net = _net_class(nc).from_pretrained(folder / 'net', use_safetensors=True)
     else:
         if net is None:
@@ -223,14 +245,6 @@ def load_student(folder, net=None, device=None, teacher=None):
             except (KeyError, TypeError, ValueError) as e:
                 raise ValueError(f'{STUDENT_CONFIG}: cannot build {nc["class"]} from its "config" ({e!r}).') from e
         load_model(net, str(folder / 'net.safetensors'))
-    predict = None
-    if p is not None and teacher is not None: predict = teacher.predict      # e.g. a text teacher's prompt encoder comes with it
-    elif p is not None:
-        from boot_nb.teachers import DiffusersTeacher
-        th = p['thresholding']
-        predict = DiffusersTeacher(net, schedule, p['prediction_type'], cfg['sample_shape'], p['clip_sample'],
-                                   tuple(th) if th else None, p['null_class']).predict
-    student = BOOTStudent(net, schedule=schedule, sample_shape=cfg['sample_shape'], t_min=cfg['t_min'], t_max=cfg['t_max'],
-                          predict=predict, predict_kwargs=(p or {}).get('predict_kwargs'), cond_kind=cfg['cond_kind'],
-                          guidance=cfg['guidance'])
-    return student.to(device).eval()
+    predict = teacher.predict if teacher is not None and cfg['parameterization'] is not None else None   # e.g. a text teacher's prompts
+    return build_student(cfg, net, predict).to(device).eval()
+

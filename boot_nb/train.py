@@ -20,6 +20,7 @@ from torch import nn
 from .losses import BOOTLoss, loss_distance
 from .sampling import ddim_sample, one_step_sample
 from .student import _jsonable, default_t_max, make_student, save_student, student_config
+from .pipeline import save_trained
 from .teachers import GuidedTeacher, context_set
 
 # %% ../nbs/08_train.ipynb #0cf11a9d
@@ -457,7 +458,7 @@ def distill(teacher, student=None, config=None, **settings):
     student = acc.unwrap_model(d.student, keep_fp32_wrapper=False).eval()     # the user's student: no autocast left on it
     if stop and done < c.steps:     # a Ctrl-C in the last step leaves a finished run
         acc.print(f'Interrupted: step {done} of {c.steps} is saved in {str(last)!r}; call again with resume=True to continue.')
-    elif main: save_student(student, out_dir / 'student')
+    elif main: save_trained(student, teacher, out_dir / 'student')     # a BOOTPipeline folder for a diffusers UNet student
     acc.wait_for_everyone()
     acc.end_training()
     return student
