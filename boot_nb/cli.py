@@ -145,6 +145,8 @@ def _check_teacher(name):
 def check_args(args):
     "The `DistillConfig` of parsed `boot-nb distill` arguments, every argument checked that can be without loading the teacher."
     prompts = args.prompts[0] if args.prompts and len(args.prompts) == 1 and Path(args.prompts[0]).is_file() else args.prompts
+    if isinstance(prompts, list) and len(prompts) == 1 and (prompts[0].endswith('.txt') or os.sep in prompts[0]):
+        raise FileNotFoundError(f'--prompts {prompts[0]!r}: no such file (a prompt file has one prompt a line); check the path.')
     c = DistillConfig(**{f.name: getattr(args, f.name) for f in fields(DistillConfig)} | {'prompts': prompts})   # checks its fields
     if args.eval_samples < 0 or args.eval_samples == 1:
         raise ValueError(f'--eval-samples must be 0 (no quality table) or at least 2, got {args.eval_samples}.')

@@ -8,7 +8,7 @@ __all__ = ['RESUMABLE', 'cond_kind', 'check_context', 'step_generator', 'save_rn
            'Distiller', 'idle_cores', 'check_out_dir', 'distill']
 
 # %% ../nbs/08_train.ipynb #7a1b73a9
-import dataclasses, difflib, inspect, io, json, math, os, pickle, random, shutil, signal, threading, time
+import dataclasses, difflib, inspect, io, json, math, os, pickle, random, shutil, signal, tempfile, threading, time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, fields
 from functools import partial
@@ -21,7 +21,7 @@ from .losses import BOOTLoss, loss_distance
 from .sampling import ddim_sample, one_step_sample
 from .student import _jsonable, default_t_max, make_student, save_student, student_config
 from .pipeline import save_trained
-from .teachers import GuidedTeacher, context_set
+from .teachers import GuidedTeacher, context_set, load_teacher
 
 # %% ../nbs/08_train.ipynb #0cf11a9d
 def cond_kind(teacher):
@@ -220,7 +220,7 @@ class DistillConfig:
         for name in ('steps', 'batch_size', 'grad_accum', 'checkpoint_every', 'sample_every', 'sample_steps', 'log_every', 'seed'):
             v, low = getattr(self, name), 0 if name in ('sample_every', 'seed') else 1
             if not isinstance(v, int) or isinstance(v, bool) or v < low: raise ValueError(f'`{name}` must be an integer >= {low}, got {v!r}.')
-        for name, ok, want in [('lr', self.lr is None or self.lr > 0, '> 0'), ('delta', self.delta > 0, '> 0'),
+        for name, ok, want in [('lr', self.lr is None or self.lr > 0, '> 0'), ('delta', 0 < self.delta < 1, 'in (0, 1), a step in time'),
                                ('beta', self.beta >= 0, '>= 0'), ('grad_clip', self.grad_clip >= 0, '>= 0'),
                                ('weight_decay', self.weight_decay >= 0, '>= 0'), ('threads', self.threads is None or self.threads >= 1, '>= 1'),
                                ('r_min', self.r_min is None or 0 < self.r_min <= 1, 'in (0, 1]')]:
@@ -255,6 +255,8 @@ def _config(config=None, kwargs={}):
 # %% ../nbs/08_train.ipynb #3907b9d7
 def _mixed_precision(c):
     "The mixed precision `c` asks for, with 'auto' resolved: bf16 on a GPU that supports it, else none."
+    if c.mixed_precision == 'fp16' and (c.cpu or not torch.cuda.is_available()):   # accelerate would run fp32 without a word
+        raise ValueError("`mixed_precision`='fp16' needs a CUDA GPU; on a CPU pass mixed_precision='bf16' or 'no'.")
     if c.mixed_precision != 'auto': return c.mixed_precision
     return 'bf16' if not c.cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else 'no'
 
@@ -401,6 +403,9 @@ def check_out_dir(config):
     "Check `config.out_dir` before anything loads: a folder (or nothing yet), with checkpoints only if resuming; returns them."
     out_dir, found = Path(config.out_dir), checkpoints(config.out_dir)
     if out_dir.exists() and not out_dir.is_dir(): raise ValueError(f'`out_dir` {str(out_dir)!r} is a file, not a folder: choose another `out_dir`.')
+    here = next(p for p in (out_dir, *out_dir.absolute().parents) if p.exists())     # the folder that out_dir will be made in
+    try: tempfile.TemporaryFile(dir=here).close()                                    # a real write: permissions, read-only disks
+    except OSError as e: raise ValueError(f'`out_dir` {str(out_dir)!r} cannot be written in {str(here)!r} ({e.strerror}): choose another `out_dir`.') from None
     if found and not config.resume:
         raise ValueError(f'{str(out_dir)!r} already holds checkpoints (last: step {found[-1][0]}): pass resume=True to continue '
                          'that run, or choose another `out_dir`.')
@@ -411,6 +416,7 @@ def distill(teacher, student=None, config=None, **settings):
     from tqdm.auto import tqdm
     c = _config(config, settings)
     out_dir, found = Path(c.out_dir), check_out_dir(c)
+    if isinstance(teacher, (str, os.PathLike)): teacher = load_teacher(teacher)     # a shipped teacher's name, a folder or a hub id
     d = Distiller(teacher, student, c)
     acc, c, main = d.accelerator, d.config, d.accelerator.is_main_process
     start, last = 0, None
