@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['PIPELINE_COMPONENTS', 'TEXT_PIPELINES', 'BOOTPipeline', 'save_trained']
 
-# %% ../nbs/07b_pipeline.ipynb #6a7e3ca8
+# %% ../nbs/07b_pipeline.ipynb #190aec02
 import importlib, json
 from pathlib import Path
 import torch
@@ -18,7 +18,7 @@ from .sampling import one_step_sample
 from .student import BOOTStudent, build_student, check_student_config, student_config
 from .teachers import Cond, PromptEncoder
 
-# %% ../nbs/07b_pipeline.ipynb #e9b9547f
+# %% ../nbs/07b_pipeline.ipynb #ea6ffd35
 PIPELINE_COMPONENTS = {   # component: (library, the classes it may be); nothing else named in a model_index.json is imported
     'unet': ('diffusers', ('UNet2DModel', 'UNet2DConditionModel')),
     'vae': ('diffusers', ('AutoencoderKL',)),
@@ -27,7 +27,18 @@ PIPELINE_COMPONENTS = {   # component: (library, the classes it may be); nothing
                                'TokenizersBackend'))}    # transformers 5's name of a tokenizers-backed tokenizer
 TEXT_PIPELINES = ('IFPipeline', 'StableDiffusionPipeline')    # whose encode_prompt a text student's prompts go through
 
-# %% ../nbs/07b_pipeline.ipynb #dfdeafb9
+# %% ../nbs/07b_pipeline.ipynb #03825686
+def _read_index(folder):
+    "model_index.json of a BOOTPipeline folder, checked: an object naming BOOTPipeline."
+    path = folder / 'model_index.json'
+    if not path.is_file(): raise FileNotFoundError(f'{str(folder)!r} has no model_index.json: not a pipeline folder (save one with pipe.save_pretrained).')
+    try: index = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e: raise ValueError(f'{path}: not valid JSON ({e}); the folder is damaged.') from None
+    if not isinstance(index, dict) or index.get('_class_name') != 'BOOTPipeline':
+        raise ValueError(f'{path} does not describe a BOOTPipeline (its "_class_name" is {index.get("_class_name") if isinstance(index, dict) else index!r:.60}).')
+    return index
+
+# %% ../nbs/07b_pipeline.ipynb #656f6a29
 class BOOTPipeline(DiffusionPipeline):
     "A one-step BOOT generator as a diffusers pipeline: `pipe(...)` is one student call, y_theta(eps, t_min, c), plus the VAE decode for latents."
     model_cpu_offload_seq = 'text_encoder->unet->vae'
@@ -69,7 +80,29 @@ class BOOTPipeline(DiffusionPipeline):
             prompts = PromptEncoder(text_pipe, cfg.get('negative_prompt', ''))
         return build_student(cfg, self.unet, prompts=prompts)
 
-# %% ../nbs/07b_pipeline.ipynb #56af9f46
+    @classmethod
+    def from_pretrained(cls, folder, torch_dtype=None, device=None):
+        "A BOOTPipeline from `save_pretrained`'s folder (or a hub id): only `PIPELINE_COMPONENTS` classes, safetensors weights, no code run."
+        folder = Path(folder).expanduser()
+        if not folder.exists() and str(folder).count('/') == 1 and not str(folder).startswith(('.', '/', '~')):
+            from huggingface_hub import snapshot_download       # a hub id: JSON, vocabularies and safetensors only
+            folder = Path(snapshot_download(str(folder), allow_patterns=['*.json', '*.safetensors', '*.txt', '*.model']))
+        index, parts = _read_index(folder), {}
+        for name, entry in index.items():
+            if name.startswith('_') or name == 'boot_config' or entry in (None, [None, None]): continue
+            lib, allowed = PIPELINE_COMPONENTS.get(name, (None, ()))
+            if not (isinstance(entry, list) and len(entry) == 2 and entry[0] == lib and entry[1] in allowed):
+                what = f'{lib}: {", ".join(allowed)}' if lib else 'none: it is no BOOTPipeline component'
+                raise ValueError(f'{folder / "model_index.json"}: component {name!r} is {entry!r:.80}, which is not on the allow-list '
+                                 f'for it ({what}): a BOOTPipeline folder imports and runs nothing else.')
+            klass = getattr(importlib.import_module(lib), entry[1])
+            kw = {} if name == 'tokenizer' else {'use_safetensors': True, 'torch_dtype': torch_dtype}
+            parts[name] = klass.from_pretrained(folder / name, local_files_only=True, **kw)
+        if 'unet' not in parts: raise ValueError(f'{folder / "model_index.json"} names no "unet": the student network is missing.')
+        pipe = cls(**parts, boot_config=index.get('boot_config'))
+        return pipe if device is None else pipe.to(device)
+
+# %% ../nbs/07b_pipeline.ipynb #15fff6e2
 @patch
 def _cond(self: BOOTPipeline, prompt, class_labels, batch_size, per_prompt):
     "(cond for the student, batch size) from the call's arguments, checked against the student's conditioning."
@@ -108,40 +141,7 @@ def __call__(self: BOOTPipeline, batch_size=1, generator=None, latents=None, pro
         images = self.image_processor.postprocess(y.float(), output_type=output_type)
     return ImagePipelineOutput(images=images) if return_dict else (images,)
 
-# %% ../nbs/07b_pipeline.ipynb #845dbd87
-def _read_index(folder):
-    "model_index.json of a BOOTPipeline folder, checked: an object naming BOOTPipeline."
-    path = folder / 'model_index.json'
-    if not path.is_file(): raise FileNotFoundError(f'{str(folder)!r} has no model_index.json: not a pipeline folder (save one with pipe.save_pretrained).')
-    try: index = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e: raise ValueError(f'{path}: not valid JSON ({e}); the folder is damaged.') from None
-    if not isinstance(index, dict) or index.get('_class_name') != 'BOOTPipeline':
-        raise ValueError(f'{path} does not describe a BOOTPipeline (its "_class_name" is {index.get("_class_name") if isinstance(index, dict) else index!r:.60}).')
-    return index
-
-@patch(cls_method=True)
-def from_pretrained(cls: BOOTPipeline, folder, torch_dtype=None, device=None):
-    "A BOOTPipeline from `save_pretrained`'s folder (or a hub id): only `PIPELINE_COMPONENTS` classes, safetensors weights, no code run."
-    folder = Path(folder).expanduser()
-    if not folder.exists() and str(folder).count('/') == 1 and not str(folder).startswith(('.', '/', '~')):
-        from huggingface_hub import snapshot_download       # a hub id: JSON, vocabularies and safetensors only
-        folder = Path(snapshot_download(str(folder), allow_patterns=['*.json', '*.safetensors', '*.txt', '*.model']))
-    index, parts = _read_index(folder), {}
-    for name, entry in index.items():
-        if name.startswith('_') or name == 'boot_config' or entry in (None, [None, None]): continue
-        lib, allowed = PIPELINE_COMPONENTS.get(name, (None, ()))
-        if not (isinstance(entry, list) and len(entry) == 2 and entry[0] == lib and entry[1] in allowed):
-            what = f'{lib}: {", ".join(allowed)}' if lib else 'none: it is no BOOTPipeline component'
-            raise ValueError(f'{folder / "model_index.json"}: component {name!r} is {entry!r:.80}, which is not on the allow-list '
-                             f'for it ({what}): a BOOTPipeline folder imports and runs nothing else.')
-        klass = getattr(importlib.import_module(lib), entry[1])
-        kw = {} if name == 'tokenizer' else {'use_safetensors': True, 'torch_dtype': torch_dtype}
-        parts[name] = klass.from_pretrained(folder / name, local_files_only=True, **kw)
-    if 'unet' not in parts: raise ValueError(f'{folder / "model_index.json"} names no "unet": the student network is missing.')
-    pipe = cls(**parts, boot_config=index.get('boot_config'))
-    return pipe if device is None else pipe.to(device)
-
-# %% ../nbs/07b_pipeline.ipynb #26fcdd6b
+# %% ../nbs/07b_pipeline.ipynb #2457b706
 def save_trained(student, teacher, folder):
     "Write a trained student to `folder`: `BOOTPipeline` layout for a diffusers UNet, else `save_student`'s; returns the folder."
     from boot_nb.student import save_student
