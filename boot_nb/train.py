@@ -8,7 +8,7 @@ __all__ = ['RESUMABLE', 'cond_kind', 'check_context', 'step_generator', 'save_rn
            'Distiller', 'idle_cores', 'check_out_dir', 'distill']
 
 # %% ../nbs/08_train.ipynb #7a1b73a9
-import dataclasses, difflib, inspect, io, json, math, os, pickle, random, shutil, signal, tempfile, threading, time
+import dataclasses, difflib, inspect, io, json, math, os, pickle, random, re, shutil, signal, tempfile, threading, time, warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, fields
 from functools import partial
@@ -72,7 +72,7 @@ def load_rng_states(path):
 def checkpoints(out_dir):
     "The complete checkpoints in `out_dir`, as a list of (step, folder), oldest first."
     root = Path(out_dir) / 'checkpoints'
-    found = [(int(p.name[5:]), p) for p in root.glob('step-*') if p.is_dir() and p.name[5:].isdigit()] if root.exists() else []
+    found = [(int(p.name[5:]), p) for p in root.glob('step-*') if p.is_dir() and re.fullmatch(r'step-\d{8}', p.name)] if root.exists() else []
     return sorted(found)
 
 def _save_student_hook(accelerator, models, weights, folder):
@@ -396,8 +396,15 @@ def _open_log(path, start):
     "Keep the log lines up to the step we start from; a fresh start moves an old log aside rather than deleting it."
     if not path.exists(): return
     if start == 0: path.rename(path.with_name(f'log-{time.strftime("%Y%m%d-%H%M%S")}.jsonl')); return
-    keep = [l for l in path.read_text().splitlines() if l and json.loads(l)['step'] <= start]
-    path.write_text(''.join(l + '\n' for l in keep))
+    keep, dropped = [], 0
+    for line in path.read_text(errors='replace').splitlines():
+        try: rec = json.loads(line)
+        except json.JSONDecodeError: dropped += 1; continue          # a line cut short by a kill mid-write
+        if isinstance(rec, dict) and isinstance(rec.get('step'), int) and rec['step'] <= start: keep.append(line)
+    if dropped: warnings.warn(f'{path}: dropped {dropped} damaged line(s) (a run killed mid-write); the checkpoint decides where the log goes on.')
+    tmp = path.with_name(path.name + '.tmp')                            # a kill now leaves the old log whole, never half of it
+    tmp.write_text(''.join(l + '\n' for l in keep))
+    os.replace(tmp, path)
 
 def check_out_dir(config):
     "Check `config.out_dir` before anything loads: a folder (or nothing yet), with checkpoints only if resuming; returns them."
