@@ -253,9 +253,13 @@ def _config(config=None, kwargs={}):
 
 
 # %% ../nbs/08_train.ipynb #3907b9d7
+def _fp16_runs(c):
+    "Whether fp16 runs as fp16: on a CUDA GPU (on a CPU accelerate makes no GradScaler and the run is fp32 without a word)."
+    return not c.cpu and torch.cuda.is_available()
+
 def _mixed_precision(c):
     "The mixed precision `c` asks for, with 'auto' resolved: bf16 on a GPU that supports it, else none."
-    if c.mixed_precision == 'fp16' and (c.cpu or not torch.cuda.is_available()):   # accelerate would run fp32 without a word
+    if c.mixed_precision == 'fp16' and not _fp16_runs(c):
         raise ValueError("`mixed_precision`='fp16' needs a CUDA GPU; on a CPU pass mixed_precision='bf16' or 'no'.")
     if c.mixed_precision != 'auto': return c.mixed_precision
     return 'bf16' if not c.cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else 'no'
