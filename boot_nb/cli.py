@@ -193,7 +193,7 @@ def quality_report(teacher, student, out, n=500, seed=0, guidance=None, prompts=
              f'teacher\'s ODE endpoint from the same noise (Heun, {ref_steps} steps); '
              + ('fd: Frechet distance of the digit classifier\'s features, and ' if digit_like else '')
              + f'mmd: squared MMD, both against {n} teacher ODE samples from other noise.')
-    out = Path(out)
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)
     (out / 'quality.json').write_text(json.dumps({'samples': n, 'ref_steps': ref_steps, 'guidance': guidance, 'rows': rows}, indent=1))
     (out / 'quality.md').write_text(f'{table}\n\n{about}\n')
     quality_plot(rows).savefig(out / 'quality.png', dpi=120, bbox_inches='tight')
