@@ -218,14 +218,14 @@ def colour_digits(x, generator=None, min_contrast=0.5):
     fg, bg = (c.to(x).reshape(-1, 3, 1, 1) for c in (fg, bg))
     return bg + (x + 1) / 2 * (fg - bg)
 
-def digit_luminance(x, size=16):
-    "Grey digits (B, 1, `size`, `size`) in [-1, 1] for the digit classifier from coloured images `x` (B, 3, H, W): the luminance, stretched per image to [-1, 1], the bright side the ink (the border is background), averaged down to `size`."
+def digit_luminance(x, size=16, q=0.02):
+    "Grey digits (B, 1, `size`, `size`) in [-1, 1] for the digit classifier from coloured images `x` (B, 3, H, W): the luminance, averaged down to `size`, stretched per image so its `q` and 1 - `q` quantiles go to -1 and 1 (clamped), the bright side the ink (the border is background)."
     y = (x.float() * torch.tensor(LUMA, device=x.device).reshape(1, 3, 1, 1)).sum(1, keepdim=True)
-    lo, hi = y.amin((2, 3), keepdim=True), y.amax((2, 3), keepdim=True)
-    y = (y - lo) / (hi - lo).clamp_min(1e-6) * 2 - 1
+    if y.shape[-1] != size: y = torch.nn.functional.adaptive_avg_pool2d(y, size)
+    lo, hi = (y.flatten(1).quantile(p, dim=1).reshape(-1, 1, 1, 1) for p in (q, 1 - q))
+    y = ((y - lo) / (hi - lo).clamp_min(1e-6) * 2 - 1).clamp(-1, 1)
     border = torch.cat([y[..., 0, :], y[..., -1, :], y[..., 1:-1, 0], y[..., 1:-1, -1]], -1).mean(-1, keepdim=True)
-    y = torch.where(border[..., None] > 0, -y, y)
-    return torch.nn.functional.adaptive_avg_pool2d(y, size) if y.shape[-1] != size else y
+    return torch.where(border[..., None] > 0, -y, y)
 
 # %% ../nbs/05_teacher_training.ipynb #c7d6ae18
 def plot_colour_digits(images, titles=None, ncols=10, scale=0.9):
