@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['RESUMABLE', 'cond_kind', 'check_context', 'step_generator', 'save_rng_states', 'load_rng_states', 'checkpoints',
            'save_checkpoint', 'load_checkpoint', 'ShownFigure', 'image_grid', 'comparison_figure', 'DistillConfig',
-           'Distiller', 'idle_cores', 'check_out_dir', 'distill']
+           'Distiller', 'idle_cores', 'check_out_dir', 'run_lock', 'distill']
 
 # %% ../nbs/08_train.ipynb #7a1b73a9
-import dataclasses, difflib, inspect, io, json, math, os, pickle, random, re, shutil, signal, tempfile, threading, time, warnings
+import dataclasses, difflib, inspect, io, json, math, os, pickle, random, re, shutil, signal, socket, tempfile, threading, time, warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, fields
 from functools import partial
@@ -422,14 +422,38 @@ def check_out_dir(config):
                          'that run, or choose another `out_dir`.')
     return found
 
+@contextmanager
+def run_lock(out_dir, enabled=True):
+    "An exclusive OS lock (flock) on `out_dir` for a whole run, gone when the process ends however it ends; a second run is refused."
+    try: import fcntl
+    except ImportError: enabled = False            # no flock (Windows): runs are not locked
+    if not enabled: yield; return
+    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
+    fh = open(out_dir / '.boot_nb.lock', 'a+')
+    try: fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0); holder = fh.read().strip() or 'another process'; fh.close()
+        raise ValueError(f'`out_dir` {str(out_dir)!r} is in use by {holder}: wait for that run to end (or stop it), '
+                         'or choose another `out_dir`.') from None
+    fh.seek(0); stale = fh.read().strip()
+    if stale: print(f'{str(out_dir)!r} was locked by {stale}, which ended without releasing it: taking the lock over.')
+    fh.seek(0); fh.truncate(); fh.write(f'process {os.getpid()} on {socket.gethostname()} (boot_nb.train.distill)'); fh.flush()
+    try: yield
+    finally: fh.seek(0); fh.truncate(); fcntl.flock(fh, fcntl.LOCK_UN); fh.close()
+
 def distill(teacher, student=None, config=None, **settings):
     "Distil `teacher` into a one-step BOOT student with Algorithm 1; returns the trained student. `settings`: `DistillConfig`'s fields."
-    from tqdm.auto import tqdm
     c = _config(config, settings)
-    out_dir, found = Path(c.out_dir), check_out_dir(c)
+    check_out_dir(c)
     if isinstance(teacher, (str, os.PathLike)): teacher = load_teacher(teacher)     # a shipped teacher's name, a folder or a hub id
-    d = Distiller(teacher, student, c)
+    d = Distiller(teacher, student, c)                                              # every check, before a file is touched
+    with run_lock(c.out_dir, enabled=d.accelerator.is_main_process): return _distill(teacher, d)
+
+def _distill(teacher, d):
+    "The run of `distill` on a checked `Distiller`, under its output folder's lock."
+    from tqdm.auto import tqdm
     acc, c, main = d.accelerator, d.config, d.accelerator.is_main_process
+    out_dir, found = Path(c.out_dir), checkpoints(c.out_dir)
     start, last = 0, None
     if c.resume and found:
         start, saved = load_checkpoint(acc, found[-1][1])

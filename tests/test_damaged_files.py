@@ -33,3 +33,21 @@ def test_only_step_folders_with_eight_digits_are_checkpoints(tmp_path):
     for name in ['step-', 'step-99999999x', 'step-123', 'step-000000050']:
         (tmp_path / 'checkpoints' / name).mkdir()
     assert [s for s, _ in checkpoints(tmp_path)] == [2]
+
+
+def test_a_second_run_on_the_same_folder_is_refused_at_once(tmp_path):
+    "Two runs on one out_dir: the second stops in one line naming the process that holds it; a dead holder's lock is taken over."
+    import subprocess, sys, textwrap
+    holder = subprocess.Popen([sys.executable, '-c', textwrap.dedent(f'''
+        import time
+        from boot_nb.train import run_lock
+        with run_lock({str(tmp_path)!r}):
+            print('locked', flush=True); time.sleep(60)''')], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'locked'
+        with pytest.raises(ValueError, match=rf'is in use by process {holder.pid} on .*: wait for that run to end'):
+            run(tmp_path, 2)
+        assert not (tmp_path / 'log.jsonl').exists() and not (tmp_path / 'checkpoints').exists()     # nothing touched
+    finally: holder.kill(); holder.wait()
+    run(tmp_path, 2)                                   # killed: the OS released its lock; the run takes it over
+    assert [s for s, _ in checkpoints(tmp_path)] == [2] and (tmp_path / '.boot_nb.lock').read_text() == ''
