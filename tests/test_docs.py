@@ -64,9 +64,15 @@ def browser():
 
 # What a page shows once MathJax is done: formulas, TeX errors, TeX left as text, images, resources loaded.
 REPORT = r"""
-const done = arguments[arguments.length - 1];
-const ready = window.MathJax && MathJax.startup && MathJax.startup.promise;
-(ready ? MathJax.startup.promise.then(() => 'ready') : Promise.resolve('not loaded')).then(mathjax => {
+const done = arguments[arguments.length - 1], t0 = Date.now();
+// MathJax's script is deferred: on a busy machine it may not have run when the page's load event fires, so wait for it
+// (up to 30 s) where the page has one
+const started = () => window.MathJax && MathJax.startup && MathJax.startup.promise;
+const waited = new Promise(resolve => (function poll() {
+  if (started() || !document.querySelector('script[src*="mathjax"], script[src*="tex-"]') || Date.now() - t0 > 30000) resolve();
+  else setTimeout(poll, 100);
+})());
+waited.then(() => started() ? MathJax.startup.promise.then(() => 'ready') : 'not loaded').then(mathjax => {
   const text = document.querySelector('article').cloneNode(true);
   text.querySelectorAll('mjx-container, script, style, pre, code').forEach(e => e.remove());
   done({mathjax, formulas: document.querySelectorAll('mjx-container').length,
