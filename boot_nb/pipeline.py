@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['PIPELINE_COMPONENTS', 'TEXT_PIPELINES', 'BOOTPipeline', 'save_trained']
 
-# %% ../nbs/07b_pipeline.ipynb #190aec02
+# %% ../nbs/07b_pipeline.ipynb #d3f6de51
 import importlib, json
 from pathlib import Path
 import torch
@@ -18,7 +18,7 @@ from .sampling import one_step_sample
 from .student import BOOTStudent, build_student, check_student_config, student_config
 from .teachers import Cond, PromptEncoder
 
-# %% ../nbs/07b_pipeline.ipynb #ea6ffd35
+# %% ../nbs/07b_pipeline.ipynb #99096df6
 PIPELINE_COMPONENTS = {   # component: (library, the classes it may be); nothing else named in a model_index.json is imported
     'unet': ('diffusers', ('UNet2DModel', 'UNet2DConditionModel')),
     'vae': ('diffusers', ('AutoencoderKL',)),
@@ -27,7 +27,7 @@ PIPELINE_COMPONENTS = {   # component: (library, the classes it may be); nothing
                                'TokenizersBackend'))}    # transformers 5's name of a tokenizers-backed tokenizer
 TEXT_PIPELINES = ('IFPipeline', 'StableDiffusionPipeline')    # whose encode_prompt a text student's prompts go through
 
-# %% ../nbs/07b_pipeline.ipynb #03825686
+# %% ../nbs/07b_pipeline.ipynb #c9266392
 def _read_index(folder):
     "model_index.json of a BOOTPipeline folder, checked: an object naming BOOTPipeline."
     path = folder / 'model_index.json'
@@ -38,7 +38,7 @@ def _read_index(folder):
         raise ValueError(f'{path} does not describe a BOOTPipeline (its "_class_name" is {index.get("_class_name") if isinstance(index, dict) else index!r:.60}).')
     return index
 
-# %% ../nbs/07b_pipeline.ipynb #656f6a29
+# %% ../nbs/07b_pipeline.ipynb #4cc3b1c9
 class BOOTPipeline(DiffusionPipeline):
     "A one-step BOOT generator as a diffusers pipeline: `pipe(...)` is one student call, y_theta(eps, t_min, c), plus the VAE decode for latents."
     model_cpu_offload_seq = 'text_encoder->unet->vae'
@@ -61,7 +61,7 @@ class BOOTPipeline(DiffusionPipeline):
             raise ValueError(f'BOOTPipeline holds a diffusers UNet student; this one is a {name}: save it with boot_nb.student.save_student.')
         cfg = {k: v for k, v in student_config(student).items() if k != 'net'}
         parts, prompts = {}, getattr(teacher, 'prompts', None)
-        if prompts is not None:
+        if isinstance(prompts, PromptEncoder):
             text_pipe = prompts._encode_prompt.__self__      # the teacher's pipeline, whose encode_prompt made the training states
             parts.update(tokenizer=text_pipe.tokenizer, text_encoder=text_pipe.text_encoder)
             cfg.update(text_pipeline=type(text_pipe).__name__, negative_prompt=prompts.negative_prompt)
@@ -102,7 +102,7 @@ class BOOTPipeline(DiffusionPipeline):
         pipe = cls(**parts, boot_config=index.get('boot_config'))
         return pipe if device is None else pipe.to(device)
 
-# %% ../nbs/07b_pipeline.ipynb #15fff6e2
+# %% ../nbs/07b_pipeline.ipynb #6369669d
 @patch
 def _cond(self: BOOTPipeline, prompt, class_labels, batch_size, per_prompt):
     "(cond for the student, batch size) from the call's arguments, checked against the student's conditioning."
@@ -141,10 +141,12 @@ def __call__(self: BOOTPipeline, batch_size=1, generator=None, latents=None, pro
         images = self.image_processor.postprocess(y.float(), output_type=output_type)
     return ImagePipelineOutput(images=images) if return_dict else (images,)
 
-# %% ../nbs/07b_pipeline.ipynb #2457b706
+# %% ../nbs/07b_pipeline.ipynb #68462382
 def save_trained(student, teacher, folder):
     "Write a trained student to `folder`: `BOOTPipeline` layout for a diffusers UNet, else `save_student`'s; returns the folder."
     from boot_nb.student import save_student
-    if type(student.net).__name__ not in PIPELINE_COMPONENTS['unet'][1] or student.predict is None: return save_student(student, folder)
+    text_ok = student.cond_kind != 'text' or isinstance(getattr(teacher, 'prompts', None), PromptEncoder)   # a text encoder to ship
+    if type(student.net).__name__ not in PIPELINE_COMPONENTS['unet'][1] or student.predict is None or not text_ok:
+        return save_student(student, folder)
     BOOTPipeline.from_student(student, teacher).save_pretrained(folder)
     return Path(folder)

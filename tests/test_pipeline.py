@@ -118,3 +118,17 @@ def test_bad_input_is_one_line_and_exit_2(digits_run, tmp_path, argv, says):
     r = subprocess.run([sys.executable, '-m', 'boot_nb.cli', *argv], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert r.returncode == 2, r.stderr
     assert says in r.stderr and len(r.stderr.strip().splitlines()) == 1 and 'Traceback' not in r.stderr, r.stderr
+
+
+def test_text_student_of_a_teacher_without_a_pipeline_encoder_keeps_the_student_layout(tmp_path):
+    "A duck-typed text teacher whose prompts are its own callable has no text encoder to ship: save_trained writes save_student's folder."
+    import types
+    from boot_nb.pipeline import save_trained
+    from boot_nb.student import make_student
+    teacher = load_teacher('digits-text')
+    student = make_student(teacher, None, t_min=1e-3, t_max=1., kind='text', guidance=None)
+    duck = types.SimpleNamespace(prompts=teacher.prompts.encode, schedule=teacher.schedule, sample_shape=teacher.sample_shape)
+    save_trained(student, duck, tmp_path / 's')
+    assert (tmp_path / 's' / 'boot_student.json').exists() and not (tmp_path / 's' / 'model_index.json').exists()
+    save_trained(student, teacher, tmp_path / 'p')
+    assert (tmp_path / 'p' / 'model_index.json').exists()
