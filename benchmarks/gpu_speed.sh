@@ -12,7 +12,7 @@
 #   w='--no-deps --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64
 #      --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64'
 #   pip download $w -d .whl diffusers==0.42.1 lpips && pip download $w -d .whl/if-old safetensors==0.8.0
-# On the device machine, from the repository root, with .whl carried (run's carry=[".whl"]):   bash benchmarks/gpu_speed.sh
+# On a machine with a CUDA GPU and no index to install from, with the .whl/ folder copied beside the repository:   bash benchmarks/gpu_speed.sh
 # A quick check of this script's logic on the CPU (tiny sizes, a few steps):   SPEED_TINY=1 OUT=/tmp/o bash benchmarks/gpu_speed.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
