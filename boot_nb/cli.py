@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['EXACT_TEACHERS', 'demo', 'ring_mixture', 'mixture_8d', 'teacher_by_name', 'option', 'cli_words',
-           'add_distill_options', 'check_args', 'quality_plot', 'quality_report', 'resolve_run', 'distill_command',
-           'sample_command', 'eval_command', 'main']
+           'add_distill_options', 'check_args', 'resolve_run', 'distill_command', 'sample_command', 'eval_command',
+           'main']
 
 # %% ../nbs/09_cli.ipynb #e86f8ff2
 import argparse, json, math, os, re, sys, types, typing
@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 from .exact import GaussianMixtureTeacher, digits_teacher
 from .sampling import ddim_sample, ddim_signal_sample, heun_sample, one_step_sample, plot_signal_paths
-from .train import DistillConfig, check_out_dir, checkpoints
+from .metrics import quality_plot, quality_report     # re-exported: they lived here before
+from .train import DistillConfig, _cpu_threads, check_out_dir, checkpoints
 
 # %% ../nbs/09_cli.ipynb #589f3074
 def demo(out='boot_nb_demo', seed=0, n=1000):
@@ -156,50 +157,6 @@ def check_args(args):
     _check_teacher(args.teacher)
     return c
 
-# %% ../nbs/09_cli.ipynb #a73ba230
-def quality_plot(rows):
-    "Quality against NFE: the teacher's DDIM-k as a curve, its ODE reference dashed, the one-step student as a star; one panel a metric."
-    import matplotlib.pyplot as plt
-    cols = [c for c in ('endpoint', 'fd', 'mmd') if c in rows[0]]
-    ddim = [r for r in rows if r['method'].startswith('teacher DDIM')]
-    boot, ref = [r for r in rows if r['method'].startswith('BOOT')][0], rows[-1]
-    fig, axs = plt.subplots(1, len(cols), figsize=(3.6 * len(cols), 3), squeeze=False)
-    for ax, col in zip(axs[0], cols):
-        ax.plot([r['nfe'] for r in ddim], [r[col] for r in ddim], 'o-', color='C0', label='teacher DDIM-k')
-        ax.plot([boot['nfe']], [boot[col]], '*', color='C3', markersize=14, label='BOOT student, 1 step')
-        if col != 'endpoint': ax.axhline(ref[col], ls='--', color='gray', label=ref['method'])
-        ax.set(xscale='log', xlabel='network evaluations (NFE)', title=col)
-        if col != 'mmd': ax.set_yscale('log')
-    axs[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-def quality_report(teacher, student, out, n=500, seed=0, guidance=None, prompts=None, labels=None, ref_steps=50, batch_size=256):
-    "`compare_to_ddim` on `n` samples against the teacher's own ODE samples; prints the table, writes quality.json, quality.md and quality.png."
-    from boot_nb.metrics import compare_to_ddim, digit_features, quality_table, sample_batched
-    from boot_nb.teachers import GuidedTeacher, context_set
-    target = teacher if guidance is None else GuidedTeacher(teacher, guidance)
-    device = next(student.parameters()).device
-    g = torch.Generator(device).manual_seed(seed + 1)
-    noise, other = (torch.randn(n, *teacher.sample_shape, generator=g, device=device) for _ in range(2))
-    cond = context_set(prompts if prompts is not None else labels).cycle(n, device)
-    data = sample_batched(lambda x, c: heun_sample(target, x, ref_steps, c), other, cond, batch_size)
-    shape = teacher.sample_shape
-    digit_like = len(shape) == 3 and shape[0] == 1 and not hasattr(teacher, 'decode')
-    rows = compare_to_ddim(target, student, noise, cond, data, digit_features if digit_like else None, ddim_steps=(1, 2, 4, 10, 20),
-                           ref_steps=ref_steps, batch_size=batch_size)
-    table = quality_table(rows)
-    about = (f'{n} samples from fixed noise{"" if cond is None else " and conditions"}. endpoint: mean L2 distance to the '
-             f'teacher\'s ODE endpoint from the same noise (Heun, {ref_steps} steps); '
-             + ('fd: Frechet distance of the digit classifier\'s features, and ' if digit_like else '')
-             + f'mmd: squared MMD, both against {n} teacher ODE samples from other noise.')
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    (out / 'quality.json').write_text(json.dumps({'samples': n, 'ref_steps': ref_steps, 'guidance': guidance, 'rows': rows}, indent=1))
-    (out / 'quality.md').write_text(f'{table}\n\n{about}\n')
-    quality_plot(rows).savefig(out / 'quality.png', dpi=120, bbox_inches='tight')
-    print(f'{table}\n\n{about}')
-    return rows
-
 # %% ../nbs/09_cli.ipynb #c79bca4c
 class _InCLIWords:
     "A text stream that passes on what `distill` prints (its resume hints) in the command line's words."
@@ -236,7 +193,9 @@ def distill_command(args):
     if not state.is_main_process: return 0
     out = Path(c.out_dir)
     grids = sorted((out / 'samples').glob('step-*.png'))
-    if args.eval_samples: quality_report(teacher, student, out, args.eval_samples, c.seed, c.guidance, c.prompts, c.labels)
+    if args.eval_samples:
+        with _cpu_threads(c, state.device):
+            quality_report(teacher, student, out, args.eval_samples, c.seed, c.guidance, c.prompts, c.labels, progress=c.progress)
     print(f'wrote the student to {out / "student"} (make images with: boot-nb sample --student {out / "student"})'
           + (f', the teacher-vs-student grid {grids[-1]}' if grids else '')
           + (f', the quality table {out / "quality.md"}' if args.eval_samples else ''))
@@ -272,6 +231,7 @@ def _eval_parser(sub):
     c.add_argument('--labels', type=int, nargs='+', help='class labels to cycle through (class-conditional students)')
     e.add_argument('--out', default='boot_nb_eval', help='output folder (default: %(default)s)')
     e.add_argument('--device', help='cpu, cuda, cuda:1, ... (default: cuda if there is one)')
+    e.add_argument('--progress', action=argparse.BooleanOptionalAction, default=True, help='a progress bar per phase (default: on)')
     e.add_argument('--debug', action='store_true', help='show the full traceback of an error (default: off)')
     return e
 
@@ -348,7 +308,9 @@ def eval_command(args):
         prompts = [p for ps in zip(*shipped.values()) for p in ps]       # every label once, then the next phrasing
     labels = args.labels
     if student.cond_kind == 'label' and labels is None: raise ValueError('This is a class-conditional student: pass --labels N [N ...].')
-    quality_report(teacher, student.to(device), out, args.n, args.seed, student.guidance, prompts, labels)
+    with _cpu_threads(DistillConfig(), device) as threads:
+        print(f'boot-nb eval: device {device}, {threads} CPU thread{"s" * (threads != 1)}' if device.type == 'cpu' else f'boot-nb eval: device {device}')
+        quality_report(teacher, student.to(device), out, args.n, args.seed, student.guidance, prompts, labels, progress=args.progress)
     print(f'wrote {out / "quality.md"}, {out / "quality.json"} and {out / "quality.png"}')
     return 0
 

@@ -6,12 +6,13 @@
 __all__ = ['CLASSIFIER_DIR', 'INCEPTION_FILE', 'INCEPTION_URL', 'CLIP_MODEL', 'CIFAR10_FILE', 'CIFAR10_URL', 'DigitClassifier',
            'digit_split', 'train_digit_classifier', 'save_digit_classifier', 'load_digit_classifier', 'classify',
            'digit_features', 'digit_scores', 'FeatureInput', 'frechet_distance', 'median_distance', 'mmd',
-           'sample_batched', 'compare_to_ddim', 'quality_table', 'plot_digits', 'inception_weights_file',
-           'ImageFeatures', 'inception_features', 'RandomFeatures', 'ImageDistances', 'fid_kid', 'load_clip',
-           'clip_score', 'save_tiny_clip', 'cifar10_images']
+           'sample_batched', 'compare_to_ddim', 'quality_table', 'plot_digits', 'teacher_fingerprint',
+           'quality_cache_dir', 'quality_plot', 'quality_report', 'inception_weights_file', 'ImageFeatures',
+           'inception_features', 'RandomFeatures', 'ImageDistances', 'fid_kid', 'load_clip', 'clip_score',
+           'save_tiny_clip', 'cifar10_images']
 
 # %% ../nbs/04_metrics.ipynb #53625f1a
-import json, warnings
+import hashlib, json, os, types, warnings
 from pathlib import Path
 import importlib.resources
 import numpy as np
@@ -166,22 +167,38 @@ def mmd(x, y, bandwidth=None):
 
 # %% ../nbs/04_metrics.ipynb #acdb769e
 @torch.no_grad()
-def sample_batched(sampler, noise, cond=None, batch_size=256):
-    "`sampler(noise, cond)` run on chunks of `batch_size` (and their conditions; a single one holds for all), concatenated, in float32."
+def sample_batched(sampler, noise, cond=None, batch_size=256, bar=None, nfe=1):
+    "`sampler(noise, cond)` run on chunks of `batch_size` (and their conditions; a single one holds for all), concatenated, in float32; `bar` (tqdm) advances `nfe` a sample."
     from boot_nb.teachers import Cond
-    c = Cond(cond).repeat(len(noise))
-    return torch.cat([sampler(noise[i:i + batch_size], c[i:i + batch_size].value).float() for i in range(0, len(noise), batch_size)])
+    c, out = Cond(cond).repeat(len(noise)), []
+    for i in range(0, len(noise), batch_size):
+        out.append(sampler(noise[i:i + batch_size], c[i:i + batch_size].value).float())
+        if bar is not None: bar.update(nfe * len(out[-1]))
+    return torch.cat(out)
+
+def _bar(desc, total, progress):
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, unit='NFE', unit_scale=True, disable=not progress, leave=False)
 
 @torch.no_grad()
 def compare_to_ddim(teacher, student, noise, cond=None, data=None, features=None, ddim_steps=(1, 2, 4, 10), ref_steps=50,
-                    batch_size=256):
-    "Rows {'method', 'nfe', 'endpoint', 'mmd', 'fd'}: teacher DDIM-k and the one-step student on `noise`, against the teacher's ODE."
+                    batch_size=256, teacher_runs=None, progress=False):
+    """Rows {'method', 'nfe', 'endpoint', 'mmd', 'fd'}: teacher DDIM-k and the one-step student on `noise`, against the teacher's ODE.
+
+    `teacher_runs` (a dict) holds the teacher's samples on `noise` by name ('ode', 'ddim-k'): those found are reused, the others
+    computed and added, so a caller can keep them for the next student. `progress`: a tqdm bar per phase, counting network calls."""
     from boot_nb.sampling import ddim_sample, heun_sample, one_step_sample
-    run = lambda fn: sample_batched(fn, noise, cond, batch_size)
-    ref = run(lambda x, c: heun_sample(teacher, x, ref_steps, c))
-    samples = [(f'teacher DDIM-{k}', k, run(lambda x, c, k=k: ddim_sample(teacher, x, k, c))) for k in ddim_steps]
-    samples += [('BOOT student, 1 step', 1, run(lambda x, c: one_step_sample(student, x, c))),
-                (f'teacher ODE (Heun-{ref_steps})', 2 * ref_steps - 1, ref)]
+    runs = {} if teacher_runs is None else teacher_runs
+    def teacher_run(name, nfe, fn, desc):
+        if name not in runs:
+            with _bar(desc, nfe * len(noise), progress) as bar: runs[name] = sample_batched(fn, noise, cond, batch_size, bar, nfe)
+        return runs[name].to(noise.device)
+    ref = teacher_run('ode', 2 * ref_steps - 1, lambda x, c: heun_sample(teacher, x, ref_steps, c), f'teacher ODE (Heun-{ref_steps})')
+    samples = [(f'teacher DDIM-{k}', k, teacher_run(f'ddim-{k}', k, lambda x, c, k=k: ddim_sample(teacher, x, k, c), f'teacher DDIM-{k}'))
+               for k in ddim_steps]
+    with _bar('BOOT student', len(noise), progress) as bar:
+        samples.append(('BOOT student, 1 step', 1, sample_batched(lambda x, c: one_step_sample(student, x, c), noise, cond, batch_size, bar)))
+    samples.append((f'teacher ODE (Heun-{ref_steps})', 2 * ref_steps - 1, ref))
     if data is not None:
         data = torch.as_tensor(data).float().to(ref.device)
         bandwidth = median_distance(data)
@@ -216,6 +233,106 @@ def plot_digits(images, titles=None, ncols=10, scale=0.9):
         if titles: ax.set_title(titles[i], fontsize=8)
     fig.tight_layout(pad=0.2)
     return fig
+
+# %% ../nbs/04_metrics.ipynb #6c397edf
+def _feed(h, v, depth=0):
+    "Hash `v` into `h`; returns how many tensors it held. Functions and what lies deeper than 4 levels are left out."
+    if isinstance(v, torch.Tensor):
+        v = v.detach().cpu().contiguous().flatten()
+        h.update(f'{v.dtype}{tuple(v.shape)}'.encode()); h.update(v.view(torch.uint8).numpy().tobytes())
+        return 1
+    if v is None or isinstance(v, (bool, int, float, str)): h.update(repr(v).encode()); return 0
+    if isinstance(v, (tuple, list)): return sum(_feed(h, x, depth) for x in v)
+    if isinstance(v, dict): return sum(_feed(h, str(k), depth) + _feed(h, v[k], depth) for k in sorted(v, key=str))
+    if depth > 4 or not hasattr(v, '__dict__') or isinstance(v, (type, types.FunctionType, types.MethodType, types.ModuleType)): return 0
+    h.update(type(v).__qualname__.encode())
+    if isinstance(v, nn.Module):
+        found = _feed(h, dict(v.state_dict()), depth)
+        return found + _feed(h, {k: x for k, x in vars(v).items() if not k.startswith('_') and k != 'training'}, depth + 1)
+    return _feed(h, {k: x for k, x in vars(v).items() if not k.startswith('__')}, depth + 1)
+
+def teacher_fingerprint(teacher):
+    "A sha256 of the teacher's class and of every tensor (network weights included) and setting it holds; None if it holds no tensor."
+    h = hashlib.sha256()
+    return h.hexdigest() if _feed(h, teacher) else None
+
+def quality_cache_dir():
+    "Where `quality_report` keeps the teacher's samples: `$BOOT_NB_CACHE`, else ~/.cache/boot_nb/quality."
+    return Path(os.environ.get('BOOT_NB_CACHE', Path.home() / '.cache' / 'boot_nb')).expanduser() / 'quality'
+
+def quality_plot(rows):
+    "Quality against NFE: the teacher's DDIM-k as a curve, its ODE reference dashed, the one-step student as a star; one panel a metric."
+    import matplotlib.pyplot as plt
+    cols = [c for c in ('endpoint', 'fd', 'mmd') if c in rows[0]]
+    ddim = [r for r in rows if r['method'].startswith('teacher DDIM')]
+    boot, ref = [r for r in rows if r['method'].startswith('BOOT')][0], rows[-1]
+    fig, axs = plt.subplots(1, len(cols), figsize=(3.6 * len(cols), 3), squeeze=False)
+    for ax, col in zip(axs[0], cols):
+        ax.plot([r['nfe'] for r in ddim], [r[col] for r in ddim], 'o-', color='C0', label='teacher DDIM-k')
+        ax.plot([boot['nfe']], [boot[col]], '*', color='C3', markersize=14, label='BOOT student, 1 step')
+        if col != 'endpoint': ax.axhline(ref[col], ls='--', color='gray', label=ref['method'])
+        ax.set(xscale='log', xlabel='network evaluations (NFE)', title=col)
+        if col != 'mmd': ax.set_yscale('log')
+    axs[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/04_metrics.ipynb #a7bc70f2
+def _cached_runs(teacher, key, cache):
+    "The cache file of the teacher's samples for `key` (None: no cache) and the samples found in it."
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    fp = teacher_fingerprint(teacher) if cache is not False else None
+    if fp is None: return None, {}
+    key_n = key['n']
+    key = hashlib.sha256(json.dumps({'teacher': fp, **key}, sort_keys=True, default=str).encode()).hexdigest()[:32]
+    file = Path(cache or quality_cache_dir()) / f'{key}.safetensors'
+    try: runs = load_file(file) if file.is_file() else {}
+    except (OSError, SafetensorError) as e: runs = {'damaged': e}
+    if any(not isinstance(v, torch.Tensor) or v.shape != (key_n, *teacher.sample_shape) or v.dtype != torch.float32 for v in runs.values()):
+        warnings.warn(f'{file}: a damaged cache of teacher samples; computing them again.')     # recomputed and rewritten, never trusted
+        runs = {}
+    return file, runs
+
+def quality_report(teacher, student, out, n=500, seed=0, guidance=None, prompts=None, labels=None, ref_steps=50, batch_size=256,
+                   cache=None, progress=True):
+    """`compare_to_ddim` on `n` samples against the teacher's own ODE samples; prints the table, writes quality.json, quality.md
+    and quality.png to `out`. The teacher's samples are read from / written to `cache` (a folder; None: `quality_cache_dir()`;
+    False: no cache). `progress`: a tqdm bar per phase."""
+    from safetensors.torch import save_file
+    from boot_nb.sampling import heun_sample
+    from boot_nb.teachers import GuidedTeacher, context_set
+    target = teacher if guidance is None else GuidedTeacher(teacher, guidance)
+    device = next(student.parameters()).device
+    g = torch.Generator(device).manual_seed(seed + 1)
+    noise, other = (torch.randn(n, *teacher.sample_shape, generator=g, device=device) for _ in range(2))
+    cond = context_set(prompts if prompts is not None else labels).cycle(n, device)
+    ddim_steps = (1, 2, 4, 10, 20)
+    file, runs = _cached_runs(target, dict(n=n, seed=seed, ref_steps=ref_steps, ddim_steps=ddim_steps, prompts=prompts, labels=labels,
+                                           device=device.type), cache)
+    known = set(runs)
+    if 'data' not in runs:
+        with _bar(f'teacher ODE (Heun-{ref_steps}), other noise', (2 * ref_steps - 1) * n, progress) as bar:
+            runs['data'] = sample_batched(lambda x, c: heun_sample(target, x, ref_steps, c), other, cond, batch_size, bar, 2 * ref_steps - 1)
+    shape = teacher.sample_shape
+    digit_like = len(shape) == 3 and shape[0] == 1 and not hasattr(teacher, 'decode')
+    rows = compare_to_ddim(target, student, noise, cond, runs['data'].to(device), digit_features if digit_like else None, ddim_steps,
+                           ref_steps, batch_size, runs, progress)
+    if file is not None and set(runs) != known:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_suffix(f'.tmp{os.getpid()}')
+        save_file({k: v.cpu().contiguous() for k, v in runs.items()}, tmp); os.replace(tmp, file)
+    table = quality_table(rows)
+    about = (f'{n} samples from fixed noise{"" if cond is None else " and conditions"}. endpoint: mean L2 distance to the '
+             f'teacher\'s ODE endpoint from the same noise (Heun, {ref_steps} steps); '
+             + ('fd: Frechet distance of the digit classifier\'s features, and ' if digit_like else '')
+             + f'mmd: squared MMD, both against {n} teacher ODE samples from other noise.')
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    (out / 'quality.json').write_text(json.dumps({'samples': n, 'ref_steps': ref_steps, 'guidance': guidance, 'rows': rows}, indent=1))
+    (out / 'quality.md').write_text(f'{table}\n\n{about}\n')
+    quality_plot(rows).savefig(out / 'quality.png', dpi=120, bbox_inches='tight')
+    print(f'{table}\n\n{about}')
+    return rows
 
 # %% ../nbs/04_metrics.ipynb #804a10c4
 INCEPTION_FILE = 'weights-inception-2015-12-05-6726825d.pth'

@@ -103,6 +103,22 @@ def test_boot_nb_sample_and_eval_on_a_copied_folder(digits_run, tmp_path, capsys
     assert [r['method'] for r in rows][:5] == [f'teacher DDIM-{k}' for k in (1, 2, 4, 10, 20)] and (tmp_path / 'e' / 'quality.png').exists()
 
 
+
+def test_boot_nb_eval_shows_progress_and_reuses_the_teachers_samples(digits_run, tmp_path, capsys, monkeypatch):
+    "A second `boot-nb eval` against the same teacher runs no teacher sampler (they are cached) and gives the same table."
+    import boot_nb.sampling
+    monkeypatch.setenv('BOOT_NB_CACHE', str(tmp_path / 'cache'))
+    argv = ['eval', '--student', str(digits_run[1] / 'copy'), '--teacher', 'digits', '--n', '6', '--out']
+    assert main(argv + [str(tmp_path / 'a')]) == 0
+    err = capsys.readouterr().err
+    assert 'teacher ODE (Heun-50)' in err and 'teacher DDIM-20' in err and 'BOOT student' in err      # a bar per phase
+    assert len(list((tmp_path / 'cache' / 'quality').glob('*.safetensors'))) == 1
+    def refuse(*a, **k): raise AssertionError('the teacher was sampled again')
+    monkeypatch.setattr(boot_nb.sampling, 'heun_sample', refuse); monkeypatch.setattr(boot_nb.sampling, 'ddim_sample', refuse)
+    assert main(argv + [str(tmp_path / 'b')]) == 0
+    assert 'teacher DDIM-20' not in capsys.readouterr().err
+    assert (tmp_path / 'a' / 'quality.json').read_text() == (tmp_path / 'b' / 'quality.json').read_text()
+
 @pytest.mark.parametrize('argv, says', [
     (['sample', '--student', 'no/such/folder'], 'is not a folder'),
     (['sample', '--student', '{copy}', '--prompt', 'seven'], 'takes no prompt'),
