@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from boot_nb.exact import GaussianMixtureTeacher
+from boot_nb.files import BOOTFileError
 from boot_nb.student import BOOTStudent, MLPStudent, load_student, save_student
 from boot_nb.train import checkpoints, distill
 
@@ -46,7 +47,7 @@ def test_student_folder_naming_subprocess_run_runs_nothing(tmp_path, run):
         (folder / 'boot_student.json').write_text(json.dumps({**cfg, 'net': net}))
         with pytest.raises(Exception) as info: load_student(folder)
         assert not pwned.exists(), f'loading the folder ran {net["class"]}'
-        assert info.type is ValueError and f"network class '{net['class']}', which is not on the allow-list" in str(info.value)
+        assert info.type is BOOTFileError and f"network class '{net['class']}', which is not on the allow-list" in str(info.value)
     # and the message says what to do instead: build the network and pass it
     (folder / 'boot_student.json').write_text(json.dumps({**cfg, 'net': {'class': 'subprocess.run', 'format': 'safetensors'}}))
     with pytest.raises(ValueError, match=r'load_student\(folder, net=MyNet\(...\)\)'): load_student(folder)
