@@ -72,10 +72,13 @@ def time_grid(schedule, steps, t_max=1., t_min=0.):
     grid = getattr(schedule, 'grid', None)
     return grid(steps, t_max, t_min) if grid else torch.linspace(t_max, t_min, steps + 1)
 
-def _check_noise(teacher, noise):
-    if tuple(noise.shape[1:]) != tuple(teacher.sample_shape):
-        raise ValueError(f'noise has shape {tuple(noise.shape)} but the teacher makes samples of shape '
-                         f'{tuple(teacher.sample_shape)}: pass noise of shape (batch, *teacher.sample_shape).')
+def _check_noise(model, noise, what='teacher'):
+    "A clear error for noise that is not a tensor (batch, *model.sample_shape); a model without `sample_shape` is not checked."
+    shape = getattr(model, 'sample_shape', None)
+    if not isinstance(noise, torch.Tensor): raise TypeError(f'noise must be a tensor (batch, *{what}.sample_shape), got {type(noise).__name__}.')
+    if shape is not None and tuple(noise.shape[1:]) != tuple(shape):
+        raise ValueError(f'noise has shape {tuple(noise.shape)} but the {what} makes samples of shape '
+                         f'{tuple(shape)}: pass noise of shape (batch, *{what}.sample_shape).')
 
 @torch.no_grad()
 def ddim_sample(teacher, noise, steps, cond=None, *, t_max=1., t_min=0., trajectory=False):
@@ -123,6 +126,7 @@ def one_step_sample(student, noise, cond=None):
     if t_min is None:
         raise ValueError(f'{type(student).__name__} does not record `t_min`: pass a student returned by '
                          '`boot_nb.train.distill` or `load_student`, or set `student.t_min`.')
+    _check_noise(student, noise, 'student')
     return student(noise, torch.full((len(noise),), float(t_min), device=noise.device), cond)
 
 # %% ../nbs/02_signal_ode.ipynb #d364f060
