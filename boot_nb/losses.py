@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['LPIPS_BACKBONES', 'gaussian_signal', 'l2', 'lpips_backbone_file', 'LPIPSDistance', 'loss_distance', 'BSLoss',
-           'BCLoss', 'BOOTLoss']
+           'BCLoss', 'BOOTLoss', 'residual_by_t']
 
 # %% ../nbs/06_losses.ipynb #e30eb3bd
 import importlib, warnings
@@ -194,3 +194,15 @@ class BOOTLoss:
         bs = self.bs.weighted(teacher.schedule, y_s, target_s, t, s, k.r64).mean()
         bc = self.bc.distance(y_max, f_max).mean()
         return {'loss': bs + self.beta * bc, 'bs': bs, 'bc': bc}
+
+# %% ../nbs/06_losses.ipynb #cb74447a
+@torch.no_grad()
+def residual_by_t(loss, student, teacher, eps, cond=None, bins=8):
+    "{'t': bin centres, 'bs': L^BS (mean over `eps`) at each, 'bc': L^BC}: `loss` a `BOOTLoss`, evaluated at fixed times on `eps`."
+    bs, n = loss.bs, len(eps)
+    ts = bs.t_min + (bs.t_max - bs.t_min) * (torch.arange(bins, dtype=torch.float64) + 0.5) / bins
+    c = Cond(cond).repeat(n)
+    every = c
+    for _ in range(bins - 1): every = every.cat(c)
+    per = bs(student, teacher, eps.repeat(bins, *[1] * (eps.ndim - 1)), every.value, t=ts.to(eps.device, eps.dtype).repeat_interleave(n))
+    return {'t': ts.tolist(), 'bs': per.view(bins, n).mean(1).tolist(), 'bc': loss.bc(student, teacher, eps, cond).mean().item()}
