@@ -322,13 +322,20 @@ def quality_report(teacher, student, out, n=500, seed=0, guidance=None, prompts=
         file.parent.mkdir(parents=True, exist_ok=True)
         tmp = file.with_suffix(f'.tmp{os.getpid()}')
         save_file({k: v.cpu().contiguous() for k, v in runs.items()}, tmp); os.replace(tmp, file)
-    table = quality_table(rows)
+    table, by_t = quality_table(rows), None
+    if getattr(student, 't_max', None) is not None:      # where along the path the student still disagrees with its teacher
+        from boot_nb.losses import BOOTLoss, residual_by_t
+        k = min(16, n)
+        by_t = residual_by_t(BOOTLoss(t_min=student.t_min, t_max=student.t_max), student, target, noise[:k], None if cond is None else cond[:k])
+        table += ('\n\nL^BS along t (delta 0.15, ' + f'{k} noises; L^BC {by_t["bc"]:.3g}): '
+                  + ', '.join(f't={t:.3f}: {v:.3g}' for t, v in zip(by_t['t'], by_t['bs'])))
     about = (f'{n} samples from fixed noise{"" if cond is None else " and conditions"}. endpoint: mean L2 distance to the '
              f'teacher\'s ODE endpoint from the same noise (Heun, {ref_steps} steps); '
              + ('fd: Frechet distance of the digit classifier\'s features, and ' if digit_like else '')
              + f'mmd: squared MMD, both against {n} teacher ODE samples from other noise.')
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    (out / 'quality.json').write_text(json.dumps({'samples': n, 'ref_steps': ref_steps, 'guidance': guidance, 'rows': rows}, indent=1))
+    (out / 'quality.json').write_text(json.dumps({'samples': n, 'ref_steps': ref_steps, 'guidance': guidance, 'rows': rows, 'by_t': by_t},
+                                                 indent=1))
     (out / 'quality.md').write_text(f'{table}\n\n{about}\n')
     quality_plot(rows).savefig(out / 'quality.png', dpi=120, bbox_inches='tight')
     print(f'{table}\n\n{about}')

@@ -101,6 +101,8 @@ def test_boot_nb_sample_and_eval_on_a_copied_folder(digits_run, tmp_path, capsys
     assert main(['eval', '--student', str(root / 'copy'), '--teacher', 'digits', '--n', '4', '--out', str(tmp_path / 'e')]) == 0
     rows = json.loads((tmp_path / 'e' / 'quality.json').read_text())['rows']
     assert [r['method'] for r in rows][:5] == [f'teacher DDIM-{k}' for k in (1, 2, 4, 10, 20)] and (tmp_path / 'e' / 'quality.png').exists()
+    by_t = json.loads((tmp_path / 'e' / 'quality.json').read_text())['by_t']       # L^BS along t, also printed
+    assert len(by_t['t']) == len(by_t['bs']) == 8 and 'L^BS along t' in capsys.readouterr().out
 
 
 
