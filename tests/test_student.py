@@ -59,3 +59,16 @@ def test_copy_of_a_teacher_with_a_schedule_boot_nb_does_not_know(tmp_path):
     with torch.no_grad():
         assert (one_step_sample(loaded, eps) - one_step_sample(student, eps)).abs().max() < 1e-6
         assert (loaded(eps, t) - student(eps, t)).abs().max() < 1e-4     # between the table's nodes (1/2048 apart): interpolated
+
+
+def test_a_bf16_step_keeps_the_students_time_embedding_in_float32(tmp_path):
+    "Under bf16 autocast (a real training step) the student UNet's timestep MLP runs in float32, its convolutions in bf16."
+    from boot_nb.teachers import load_teacher
+    from boot_nb.train import Distiller
+    d = Distiller(load_teacher('digits'), batch_size=2, mixed_precision='bf16', out_dir=tmp_path, progress=False, sample_every=0)
+    net, seen = d.accelerator.unwrap_model(d.student).net, []
+    net.time_embedding.register_forward_hook(lambda m, i, o: seen.append(('time', i[0].dtype, o.dtype)))
+    net.conv_in.register_forward_hook(lambda m, i, o: seen.append(('conv', o.dtype)))
+    assert torch.isfinite(d.train_step(0)).all()
+    assert {s for s in seen if s[0] == 'time'} == {('time', torch.float32, torch.float32)}
+    assert {s for s in seen if s[0] == 'conv'} == {('conv', torch.bfloat16)}
