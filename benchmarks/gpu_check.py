@@ -29,7 +29,8 @@ from pathlib import Path
 
 import torch
 
-from boot_nb.metrics import ImageDistances, RandomFeatures, cifar10_images, clip_score, inception_weights_file, sample_batched, save_tiny_clip
+from boot_nb.metrics import ImageDistances, RandomFeatures, cifar10_images, clip_score, inception_weights_file, save_tiny_clip
+from boot_nb.quality import sample_batched
 from boot_nb.sampling import ddim_sample, one_step_sample
 from boot_nb.student import default_t_max, make_student
 from boot_nb.teacher_training import cifar10_standin

@@ -3,11 +3,11 @@
 Distils exact teachers (a 2-D and an 8-D Gaussian mixture, the optimal denoiser of 256 sklearn digits) into a small MLP
 student, and the shipped digits UNet teacher into a copy of itself, with `distill`'s default BOOT settings (delta, solver,
 beta; only the number of steps, the batch size, the student's size and, for the UNet, the learning rate are chosen here, to
-fit a 2-core CPU; t_max is distill's default). For each case it measures, on fixed noise (`boot_nb.metrics.compare_to_ddim`):
+fit a 2-core CPU; t_max is distill's default). For each case it measures, on fixed noise (`boot_nb.quality.compare_to_ddim`):
 
 - `endpoint`: the mean L2 distance of each sample to the teacher's ODE endpoint from the same noise (Heun, many steps);
 - a distribution distance to the data: MMD (`boot_nb.metrics.mmd`) for the exact teachers, and the Frechet distance of the
-  digit classifier's features (`boot_nb.metrics.frechet_distance` / `digit_features`) for the digit teachers.
+  digit classifier's features (`boot_nb.metrics.frechet_distance` / `boot_nb.digits.digit_features`) for the digit teachers.
 
 It prints a table per case and writes `benchmarks/results/quality.json` (or `--out`), then the README's results table.
 A case's target names the DDIM baseline the one-step student must beat on both numbers (the shipped v-prediction UNet: on FD). Run
@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 
 from boot_nb.cli import EXACT_TEACHERS
-from boot_nb.metrics import compare_to_ddim, digit_features, quality_table
+from boot_nb.digits import digit_features
+from boot_nb.quality import compare_to_ddim, quality_table
 from boot_nb.student import MLPStudent
 from boot_nb.train import distill
 

@@ -165,7 +165,7 @@ def evaluate_teacher(teacher, n=200, steps=50, guidance=None, seed=0, classifier
     "DDIM-`steps` samples of a digits teacher from seeded noise, their prompted labels (or None) and `digit_scores` (of `digit_luminance` for coloured samples)."
     from boot_nb.teachers import GuidedTeacher
     from boot_nb.sampling import ddim_sample
-    from boot_nb.metrics import digit_scores
+    from boot_nb.digits import digit_scores
     p = next(teacher.net.parameters())
     noise = torch.randn(n, *teacher.sample_shape, generator=torch.Generator().manual_seed(seed)).to(p.device)
     labels = prompts = None

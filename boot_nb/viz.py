@@ -123,7 +123,7 @@ def guided_samples(teacher, prompt, guidance, noise, steps=10):
 
 def _majority(images, classifier=None):
     "The digit the classifier sees most in `images`, and the fraction of them it is."
-    from boot_nb.metrics import classify
+    from boot_nb.digits import classify
     labels, _ = classify(images, classifier)
     top = torch.bincount(labels, minlength=10).argmax()
     return int(top), (labels == top).float().mean().item()

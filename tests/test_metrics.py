@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import boot_nb.metrics as M
+import boot_nb.quality as Q
 import boot_nb.teachers as T
 
 
@@ -93,9 +94,9 @@ def test_sample_batched_gives_every_chunk_its_conditions():
     "A single condition (a label, a prompt) holds for every chunk; per-sample ones are split with the noise."
     seen = []
     def sampler(x, c): seen.append(c); return x
-    M.sample_batched(sampler, torch.zeros(5, 2), torch.tensor([3]), batch_size=2)
+    Q.sample_batched(sampler, torch.zeros(5, 2), torch.tensor([3]), batch_size=2)
     assert [c.tolist() for c in seen] == [[3, 3], [3, 3], [3]]
-    seen.clear(); M.sample_batched(sampler, torch.zeros(3, 2), 'a cat', batch_size=2)
+    seen.clear(); Q.sample_batched(sampler, torch.zeros(3, 2), 'a cat', batch_size=2)
     assert seen == [['a cat', 'a cat'], ['a cat']]
-    seen.clear(); M.sample_batched(sampler, torch.zeros(3, 2), ['a', 'b', 'c'], batch_size=2)
+    seen.clear(); Q.sample_batched(sampler, torch.zeros(3, 2), ['a', 'b', 'c'], batch_size=2)
     assert seen == [['a', 'b'], ['c']]

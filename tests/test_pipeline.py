@@ -121,6 +121,19 @@ def test_boot_nb_eval_shows_progress_and_reuses_the_teachers_samples(digits_run,
     assert 'teacher DDIM-20' not in capsys.readouterr().err
     assert (tmp_path / 'a' / 'quality.json').read_text() == (tmp_path / 'b' / 'quality.json').read_text()
 
+
+def test_boot_nb_eval_reuses_what_distills_report_computed(tmp_path, monkeypatch):
+    "The teacher used for training (its schedule's device cache filled) keys the same cache entry as a freshly loaded one."
+    import boot_nb.sampling
+    monkeypatch.setenv('BOOT_NB_CACHE', str(tmp_path / 'cache'))
+    assert main(['distill', '--teacher', 'digits', '--out', str(tmp_path / 'run'), '--steps', '2', '--batch-size', '2', '--eval-samples', '6',
+                 '--sample-every', '0', '--no-progress']) == 0
+    def refuse(*a, **k): raise AssertionError('the teacher was sampled again')
+    monkeypatch.setattr(boot_nb.sampling, 'heun_sample', refuse); monkeypatch.setattr(boot_nb.sampling, 'ddim_sample', refuse)
+    assert main(['eval', '--student', str(tmp_path / 'run' / 'student'), '--teacher', 'digits', '--n', '6', '--out', str(tmp_path / 'e'),
+                 '--no-progress']) == 0
+    assert json.loads((tmp_path / 'e' / 'quality.json').read_text())['rows'] == json.loads((tmp_path / 'run' / 'quality.json').read_text())['rows']
+
 @pytest.mark.parametrize('argv, says', [
     (['sample', '--student', 'no/such/folder'], 'is not a folder'),
     (['sample', '--student', '{copy}', '--prompt', 'seven'], 'takes no prompt'),

@@ -110,7 +110,7 @@ def test_nfe_samples_and_figure(gauss):
 @pytest.fixture(scope='module')
 def text():
     from boot_nb.teachers import load_teacher
-    from boot_nb.metrics import load_digit_classifier
+    from boot_nb.digits import load_digit_classifier
     return load_teacher('digits-text'), load_digit_classifier()
 
 
@@ -126,7 +126,7 @@ def test_guided_samples_are_the_guided_teacher(text):
 
 
 def test_draw_guided_and_explorer(text):
-    from boot_nb.metrics import classify
+    from boot_nb.digits import classify
     teacher, classifier = text
     noise = torch.randn(4, *teacher.sample_shape, generator=torch.Generator().manual_seed(4))
     prompt = 'the number three'
