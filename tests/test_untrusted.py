@@ -56,19 +56,23 @@ def test_student_folder_naming_subprocess_run_runs_nothing(tmp_path, run):
 
 
 def crafted_copy(run, tmp_path, name, form, pwned):
-    "A copy of `run` whose last checkpoint has its file `name` replaced by (or added as) a pickle that would touch `pwned`."
+    """A copy of `run` with its last checkpoint alone (no good one to fall back on), its file `name` replaced by (or added as) a
+    pickle that would touch `pwned`."""
     shutil.rmtree(tmp_path / 'run', ignore_errors=True); shutil.copytree(run, tmp_path / 'run')
-    f = checkpoints(tmp_path / 'run')[-1][1] / name
+    *older, (_, last) = checkpoints(tmp_path / 'run')
+    for _, folder in older: shutil.rmtree(folder)
+    f = last / name
     if form == 'pickle': f.write_bytes(pickle.dumps({'state': Touch(pwned)}))
     else: torch.save({'state': Touch(pwned), 'param_groups': []}, f)
     return tmp_path / 'run'
 
 
 def refused(out, pwned, match):
-    "resume=True from `out` runs no command (checked first) and stops with a ValueError that matches `match`."
+    "resume=True from `out` runs no command (checked first) and stops with a BOOTFileError that matches `match`, moving nothing."
     with pytest.raises(Exception) as info: distill(ring(), small(), out_dir=out, resume=True, **{**RUN, 'steps': 6})
     assert not pwned.exists(), 'resuming ran the command in the crafted pickle'
-    assert info.type is ValueError and re.search(match, str(info.value)), info.value
+    assert info.type is BOOTFileError and re.search(match, str(info.value)), info.value
+    assert [s for s, _ in checkpoints(out)] == [4] and not list((out / 'checkpoints').glob('damaged-*'))
 
 
 @pytest.mark.parametrize('form', ['pickle', 'torch.save'])
@@ -77,7 +81,7 @@ def test_crafted_checkpoint_runs_nothing_on_resume(tmp_path, run, form):
     pwned, last = tmp_path / 'pwned', checkpoints(run)[-1][1]
     names = [str(f.relative_to(last)) for f in last.rglob('*') if f.suffix in ('.pt', '.bin', '.pkl', '.pth', '.safetensors')]
     assert len(names) >= 3, names
-    for name in names: refused(crafted_copy(run, tmp_path, name, form, pwned), pwned, 'not what boot_nb writes')
+    for name in names: refused(crafted_copy(run, tmp_path, name, form, pwned), pwned, 'not what boot_nb writes|is not a whole')
     # accelerate's own RNG pickle, put back into a checkpoint, is refused before anything is read
     refused(crafted_copy(run, tmp_path, 'random_states_0.pkl', form, pwned), pwned, r'holds pickle files \(random_states_0.pkl\)')
 
