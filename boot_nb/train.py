@@ -19,7 +19,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 from .files import BOOTFileError, check_fields, is_number, load_weights, parse_json, read_json
-from .losses import BOOTLoss, loss_distance
+from .losses import BOOTLoss, loss_distance, residual_by_t
 from .metrics import teacher_fingerprint
 from .sampling import ddim_sample, one_step_sample
 from .schedules import schedule_config
@@ -244,14 +244,21 @@ class DistillConfig:
     sample_every: int = _setting(500, 'draw a teacher-vs-student grid every this many steps (0: never)', check=False)
     sample_steps: int = _setting(20, "DDIM steps of the teacher's samples in the grids", check=False)
     log_every: int = _setting(10, 'append the losses to log.jsonl every this many steps', check=False)
+    diagnose_every: int = _setting(100, 'log L^BS in 8 t-bins and L^BC on fixed noise (`residual_by_t`) every this many steps (0: never)',
+                                   check=False)
     log_with: str | None = _setting(None, 'an accelerate tracker: tensorboard, wandb, ...', check=False)
     progress: bool = _setting(True, 'show a progress bar', check=False)
 
     def __post_init__(self):
         "Check what can be checked without the teacher."
-        for name in ('steps', 'batch_size', 'grad_accum', 'checkpoint_every', 'sample_every', 'sample_steps', 'log_every', 'seed'):
-            v, low = getattr(self, name), 0 if name in ('sample_every', 'seed') else 1
+        for name in ('steps', 'batch_size', 'grad_accum', 'checkpoint_every', 'sample_every', 'sample_steps', 'log_every', 'diagnose_every', 'seed'):
+            v, low = getattr(self, name), 0 if name in ('sample_every', 'diagnose_every', 'seed') else 1
             if not isinstance(v, int) or isinstance(v, bool) or v < low: raise ValueError(f'`{name}` must be an integer >= {low}, got {v!r}.')
+        for name in ('lr', 'weight_decay', 'grad_clip', 'delta', 't_min', 't_max', 'beta', 'r_min', 'guidance'):
+            v = getattr(self, name)
+            if v is None and name in ('lr', 't_min', 't_max', 'r_min', 'guidance'): continue         # None: the default
+            if isinstance(v, bool) or not isinstance(v, (int, float)): raise TypeError(f'`{name}` must be a number, got {v!r}.')
+            if not math.isfinite(v): raise ValueError(f'`{name}` must be a finite number, got {v!r}.')
         for name, ok, want in [('lr', self.lr is None or self.lr > 0, '> 0'), ('delta', 0 < self.delta < 1, 'in (0, 1), a step in time'),
                                ('beta', self.beta >= 0, '>= 0'), ('grad_clip', self.grad_clip >= 0, '>= 0'),
                                ('weight_decay', self.weight_decay >= 0, '>= 0'), ('threads', self.threads is None or self.threads >= 1, '>= 1'),
@@ -272,6 +279,9 @@ class DistillConfig:
         return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self) if f.name not in ('out_dir', 'resume')}
 
 RESUMABLE = tuple(f.name for f in fields(DistillConfig) if not f.metadata['check'])
+# every field's help in the docstring: one text for help(DistillConfig), the docs page and `boot-nb distill --help`
+DistillConfig.__doc__ += '\n\nFields (`boot-nb distill` options, with dashes):\n\n' + '\n'.join(
+    f'- `{f.name}` (default {f.default!r}): {f.metadata["help"]}' for f in fields(DistillConfig))
 
 def _config(config=None, kwargs={}):
     "A `DistillConfig` from `config` and keyword overrides, with a clear error for a misspelt name."
@@ -543,7 +553,13 @@ def run_lock(out_dir, enabled=True):
     finally: _LOCKED.discard(key); fh.seek(0); fh.truncate(); fcntl.flock(fh, fcntl.LOCK_UN); fh.close()
 
 def distill(teacher, student=None, config=None, **settings):
-    "Distil `teacher` into a one-step BOOT student with Algorithm 1; returns the trained student. `settings`: `DistillConfig`'s fields."
+    """Distil `teacher` (a teacher object, or a name, folder or hub id for `load_teacher`) into a one-step BOOT student with
+    Algorithm 1; returns the trained student. `settings` are `DistillConfig`'s fields (`help(DistillConfig)` lists them). E.g.
+
+        student = distill('digits', steps=1500, batch_size=32, lr=1e-3, out_dir='boot_nb_digits')
+        x = one_step_sample(student, torch.randn(16, *student.sample_shape))      # boot_nb.sampling: one network call
+        pipe = BOOTPipeline.from_pretrained('boot_nb_digits/student')               # boot_nb.pipeline: the same, in diffusers
+    """
     c = _config(config, settings)
     check_out_dir(c)
     if isinstance(teacher, (str, os.PathLike)): teacher = load_teacher(teacher)     # a shipped teacher's name, a folder or a hub id
@@ -569,6 +585,9 @@ def _distill(teacher, d):
         fixed_eps = torch.randn(n, *teacher.sample_shape, generator=torch.Generator(acc.device).manual_seed(c.seed), device=acc.device)
         fixed_cond = d.context.cycle(n, acc.device)
         teacher_x = ddim_sample(d.teacher, fixed_eps, c.sample_steps, fixed_cond)
+    if c.diagnose_every and main:      # noise of its own: the diagnostics change neither the run nor its resume
+        diag_eps = torch.randn(16, *teacher.sample_shape, generator=torch.Generator(acc.device).manual_seed(c.seed + 1), device=acc.device)
+        diag_cond = d.context.cycle(16, acc.device)
 
     bar = tqdm(total=c.steps, initial=start, disable=not (c.progress and main), desc='BOOT', dynamic_ncols=True)
     t0, done = time.time(), start
@@ -576,10 +595,15 @@ def _distill(teacher, d):
         for step in range(start, c.steps):
             vals = d.train_step(step)
             done = step + 1
-            if done % c.log_every == 0 or done == c.steps:
+            diagnose = c.diagnose_every and main and (done % c.diagnose_every == 0 or done == c.steps)
+            if done % c.log_every == 0 or done == c.steps or diagnose:
                 d.finite_check(last)
                 loss, bs, bc = vals.tolist()
                 rec = {'step': done, 'loss': loss, 'bs': bs, 'bc': bc, 'lr': d.lr_at(step), 'seconds': round(time.time() - t0, 3)}
+                if diagnose:
+                    with acc.autocast():
+                        r = residual_by_t(d.loss, acc.unwrap_model(d.student).eval(), d.teacher, diag_eps, diag_cond)
+                    rec.update(t_bins=r['t'], bs_by_t=r['bs'], bc_fixed=r['bc'])
                 bar.set_postfix(loss=f'{loss:.4g}', bs=f'{bs:.4g}', bc=f'{bc:.4g}')
                 if main:
                     with open(log_path, 'a') as fh: fh.write(json.dumps(rec) + '\n')

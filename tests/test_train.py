@@ -175,7 +175,7 @@ def test_custom_distance_is_the_one_trained_with_and_lpips_without_weights(tmp_p
     def l1(a, b):
         calls.append(len(a))
         return (a - b).abs().flatten(1).mean(1)
-    distill(ring(), small(), loss=l1, out_dir=tmp_path / 'l1', **RUN)
+    distill(ring(), small(), loss=l1, out_dir=tmp_path / 'l1', diagnose_every=0, **RUN)      # the training calls only
     distill(ring(), small(), out_dir=tmp_path / 'l2', **RUN)
     assert calls == [RUN['batch_size']] * 2 * RUN['steps']        # the bootstrapping and the boundary term, every step
     first = lambda run: json.loads((tmp_path / run / 'log.jsonl').read_text().splitlines()[0])
@@ -301,3 +301,17 @@ def test_idle_cores_sees_a_busy_process_and_distill_leaves_its_core_alone(monkey
         with train._cpu_threads(train.DistillConfig(threads=3), torch.device('cpu')) as n: assert n == 3
         assert torch.get_num_threads() == 4                                  # put back after the run
     finally: torch.set_num_threads(before)
+
+
+def test_per_t_diagnostics_are_logged_and_change_nothing(tmp_path):
+    "Every `diagnose_every` steps log.jsonl has L^BS in 8 t-bins and L^BC on fixed noise; the trained weights are those of a run without."
+    with_diag = distill(ring(), small(), out_dir=tmp_path / 'a', **{**RUN, 'diagnose_every': 2})
+    without = distill(ring(), small(), out_dir=tmp_path / 'b', **{**RUN, 'diagnose_every': 0})
+    for p, q in zip(with_diag.parameters(), without.parameters()): assert torch.equal(p, q)
+    log = [json.loads(l) for l in (tmp_path / 'a' / 'log.jsonl').read_text().splitlines()]
+    diag = [r for r in log if 'bs_by_t' in r]
+    assert [r['step'] for r in diag] == [2, 4, 6]
+    for r in diag:
+        assert len(r['t_bins']) == len(r['bs_by_t']) == 8 and all(math.isfinite(v) and v >= 0 for v in r['bs_by_t'] + [r['bc_fixed']])
+        assert r['t_bins'] == sorted(r['t_bins']) and 0 < r['t_bins'][0] and r['t_bins'][-1] < 1
+    assert not any('bs_by_t' in json.loads(l) for l in (tmp_path / 'b' / 'log.jsonl').read_text().splitlines())
