@@ -212,7 +212,7 @@ def _setting(default, help, check=True, **meta):
 @dataclass
 class DistillConfig:
     "Every setting of a BOOT run: `distill`'s keywords, the settings a checkpoint saves, the resume check and `boot-nb distill`'s options."
-    steps: int = _setting(2000, 'training steps of the whole run; a `resume`d run continues up to this', check=False)
+    steps: int = _setting(2000, 'training steps of the whole run; a resumed run (`resume`) continues up to this', check=False)
     batch_size: int = _setting(64, 'noise samples per micro-batch (per process; `grad_accum` micro-batches a step)')
     grad_accum: int = _setting(1, 'micro-batches per optimizer step (gradient accumulation: the memory of one, the update of all)')
     lr: float | None = _setting(None, 'AdamW learning rate; None: 1e-4 for a copy of the teacher, 1e-3 for a student you pass')
