@@ -68,10 +68,13 @@ const done = arguments[arguments.length - 1], t0 = Date.now();
 // MathJax's script is deferred: on a busy machine it may not have run when the page's load event fires, so wait for it
 // (up to 30 s) where the page has one
 const started = () => window.MathJax && MathJax.startup && MathJax.startup.promise;
-const waited = new Promise(resolve => (function poll() {
-  if (started() || !document.querySelector('script[src*="mathjax"], script[src*="tex-"]') || Date.now() - t0 > 30000) resolve();
+const tag = document.querySelector('script[src*="mathjax"], script[src*="tex-"]');
+// a script file that is not there (HEAD not ok) will never start: no need to wait for it
+const missing = tag ? fetch(tag.src, {method: 'HEAD'}).then(r => !r.ok, () => true) : Promise.resolve(true);
+const waited = missing.then(gone => gone ? null : new Promise(resolve => (function poll() {
+  if (started() || Date.now() - t0 > 30000) resolve();
   else setTimeout(poll, 100);
-})());
+})()));
 waited.then(() => started() ? MathJax.startup.promise.then(() => 'ready') : 'not loaded').then(mathjax => {
   const text = document.querySelector('article').cloneNode(true);
   text.querySelectorAll('mjx-container, script, style, pre, code').forEach(e => e.remove());
