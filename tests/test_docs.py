@@ -57,7 +57,10 @@ def browser():
               '--window-size=1280,1600'):
         opts.add_argument(a)
     b = webdriver.Chrome(options=opts, service=Service(driver))
-    b.set_script_timeout(60)
+    # a long page's MathJax takes over a minute on a loaded 2-core machine; the HTTP client to chromedriver (120 s by default)
+    # must wait longer than the script may take
+    b.command_executor._client_config.timeout = 300
+    b.set_script_timeout(240)
     yield b
     b.quit()
 
