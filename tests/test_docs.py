@@ -69,13 +69,13 @@ def browser():
 REPORT = r"""
 const done = arguments[arguments.length - 1], t0 = Date.now();
 // MathJax's script is deferred: on a busy machine it may not have run when the page's load event fires, so wait for it
-// (up to 30 s) where the page has one
+// where the page has one
 const started = () => window.MathJax && MathJax.startup && MathJax.startup.promise;
 const tag = document.querySelector('script[src*="mathjax"], script[src*="tex-"]');
 // a script file that is not there (HEAD not ok) will never start: no need to wait for it
-const missing = tag ? fetch(tag.src, {method: 'HEAD'}).then(r => !r.ok, () => true) : Promise.resolve(true);
+const missing = tag ? fetch(tag.src, {method: 'HEAD'}).then(r => !r.ok, () => false) : Promise.resolve(true);
 const waited = missing.then(gone => gone ? null : new Promise(resolve => (function poll() {
-  if (started() || Date.now() - t0 > 30000) resolve();
+  if (started() || Date.now() - t0 > 200000) resolve();      // a file that is there: wait for it, up to 200 s
   else setTimeout(poll, 100);
 })()));
 waited.then(() => started() ? MathJax.startup.promise.then(() => 'ready') : 'not loaded').then(mathjax => {
