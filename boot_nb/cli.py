@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from .exact import GaussianMixtureTeacher, digits_teacher
 from .sampling import ddim_sample, ddim_signal_sample, heun_sample, one_step_sample, plot_signal_paths
-from .metrics import quality_plot, quality_report     # re-exported: they lived here before
+from .quality import quality_plot, quality_report     # re-exported: they lived here before
 from .files import BOOTFileError, check_fields, is_number, read_json
 from .train import DistillConfig, _cpu_threads, check_out_dir, checkpoints, out_of_memory, run_lock
 
@@ -316,7 +316,7 @@ def sample_command(args):
     "`boot-nb sample`: samples of a student folder to a grid PNG or an npz file; prints the time per sample. Returns the exit code."
     import time
     from torchvision.utils import make_grid, save_image
-    from boot_nb.metrics import sample_batched
+    from boot_nb.quality import sample_batched
     from boot_nb.teachers import context_set
     if args.n < 1 or args.batch_size < 1: raise ValueError('--n and --batch-size must be at least 1.')
     out = Path(args.out)

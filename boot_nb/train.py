@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from torch import nn
 from .files import BOOTFileError, check_fields, is_number, load_weights, parse_json, read_json
 from .losses import BOOTLoss, loss_distance, residual_by_t
-from .metrics import teacher_fingerprint
+from .quality import teacher_fingerprint
 from .sampling import ddim_sample, one_step_sample
 from .schedules import schedule_config
 from .student import _jsonable, default_t_max, make_student, save_student, student_config
