@@ -68,12 +68,20 @@ def browser():
 # What a page shows once MathJax is done: formulas, TeX errors, TeX left as text, images, resources loaded.
 REPORT = r"""
 const done = arguments[arguments.length - 1], t0 = Date.now();
-// MathJax's script is deferred: on a busy machine it may not have run when the page's load event fires, so wait for it
-// where the page has one
+// on a loaded machine chromedriver's get() can return while the page is still being parsed (no script tags, no images
+// yet): wait for the whole document first
+const parsed = new Promise(resolve => (function poll() {
+  if (document.readyState === 'complete' || Date.now() - t0 > 200000) resolve(); else setTimeout(poll, 100);
+})());
+// MathJax's script is deferred and may not have run yet either, so wait for it where the page has one
 const started = () => window.MathJax && MathJax.startup && MathJax.startup.promise;
-const tag = document.querySelector('script[src*="mathjax"], script[src*="tex-"]');
+let tag = null, head = 'no MathJax script on the page';
 // a script file that is not there (HEAD not ok) will never start: no need to wait for it
-const missing = tag ? fetch(tag.src, {method: 'HEAD'}).then(r => !r.ok, () => false) : Promise.resolve(true);
+const missing = parsed.then(() => {
+  tag = document.querySelector('script[src*="mathjax"], script[src*="tex-"]');
+  return tag ? fetch(tag.src, {method: 'HEAD'}).then(r => { head = r.status; return !r.ok; },
+                                                     e => { head = String(e); return false; }) : true;
+});
 const waited = missing.then(gone => gone ? null : new Promise(resolve => (function poll() {
   if (started() || Date.now() - t0 > 200000) resolve();      // a file that is there: wait for it, up to 200 s
   else setTimeout(poll, 100);
@@ -81,7 +89,8 @@ const waited = missing.then(gone => gone ? null : new Promise(resolve => (functi
 waited.then(() => started() ? MathJax.startup.promise.then(() => 'ready') : 'not loaded').then(mathjax => {
   const text = document.querySelector('article').cloneNode(true);
   text.querySelectorAll('mjx-container, script, style, pre, code').forEach(e => e.remove());
-  done({mathjax, formulas: document.querySelectorAll('mjx-container').length,
+  done({mathjax, state: document.readyState, head, ms: Date.now() - t0,
+        formulas: document.querySelectorAll('mjx-container').length,
         errors: document.querySelectorAll('[data-mjx-error], mjx-merror').length,
         raw_tex: (text.textContent.match(/\$\$|\$[^$\s][^$]*\$|\\\(|\\\[/g) || []).slice(0, 5),
         images: [...document.images].map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0]),
@@ -128,7 +137,7 @@ def test_page_renders(nb_path, site, server, browser):
     nb = nbformat.read(nb_path, as_version=4)
     math, images = notebook_math(nb), notebook_images(nb)
     r = render(browser, server + '_site/' + page(nb_path))
-    assert r['mathjax'] == 'ready' or not math, 'MathJax did not load'  # Sphinx adds it only where there is math
+    assert r['mathjax'] == 'ready' or not math, f'MathJax did not load: {r}'  # Sphinx adds it only where there is math
     assert r['formulas'] >= math, f"{r['formulas']} typeset formulas, the notebook has {math}"
     assert not r['errors'] and not r['raw_tex'], f"TeX errors: {r['errors']}, raw TeX left: {r['raw_tex']}"
     broken = [src for src, ok in r['images'] if not ok]
