@@ -1,6 +1,6 @@
 """Checkpoints: a teacher with a schedule boot_nb does not know distils, checkpoints, resumes and loads; a student that cannot
-be saved fails before step 1; a run killed with SIGKILL resumes in a new process bit for bit; the GradScaler state of an
-fp16 run is part of each checkpoint."""
+be saved fails before step 1; a run killed with SIGKILL (once, or at ten moments) resumes in a new process bit for bit; the
+GradScaler state of an fp16 run is part of each checkpoint."""
 import json, os, signal, subprocess, sys, time
 
 import pytest
@@ -46,12 +46,14 @@ def teacher():
 
 RUN = dict(steps=60, batch_size=16, checkpoint_every=20, sample_every=0, log_every=5, progress=False)
 
-def run(out, pause=0., resume=False):
+def run(out, pause=0., resume=False, **over):
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    return distill(Slow(teacher(), float(pause)), DropoutMLP((2,), hidden=16, depth=1), out_dir=out, resume=resume, **RUN)
+    return distill(Slow(teacher(), float(pause)), DropoutMLP((2,), hidden=16, depth=1), out_dir=out, resume=resume,
+                   **{**RUN, **over})
 
-if __name__ == '__main__': run(sys.argv[1], sys.argv[2], sys.argv[3] == 'resume')
+if __name__ == '__main__':    # run.py OUT PAUSE fresh|resume [steps=N checkpoint_every=N ...]
+    run(sys.argv[1], sys.argv[2], sys.argv[3] == 'resume', **{k: int(v) for k, v in (a.split('=') for a in sys.argv[4:])})
 '''
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONWARNINGS': 'ignore'}
 
@@ -132,6 +134,42 @@ def test_run_killed_after_a_checkpoint_resumes_in_a_new_process_bit_exact(tmp_pa
     for k in full: assert torch.equal(full[k], resumed[k]), k
     assert log(out) == log(tmp_path / 'full') and [r['step'] for r in log(out)] == list(range(5, 61, 5))
     assert [s for s, _ in checkpoints(out)] == [40, 60] and not half.exists()
+
+
+def kill_at(child, out, moment, pause):
+    "SIGKILL `child` at `moment`: while a checkpoint is being written, just after a log line is written, or `pause` s into training."
+    log, tmp = out / 'log.jsonl', out / 'checkpoints'
+    size = lambda: log.stat().st_size if log.exists() else -1
+    before, t0 = size(), time.time()
+    def saving(): return tmp.is_dir() and any(p.name.startswith('.tmp-step-') for p in tmp.iterdir())
+    seen = {'save': saving, 'log': lambda: size() != before, 'later': lambda: size() != before}[moment]
+    while not seen() and child.poll() is None and time.time() - t0 < 120: time.sleep(0.001)
+    if moment == 'later': time.sleep(pause)
+    child.send_signal(signal.SIGKILL)
+    return child.wait()
+
+
+def test_killed_at_ten_random_moments_the_run_ends_bit_exact(tmp_path, script):
+    "Ten SIGKILLs (during checkpoint saves, after log writes, at random times), each followed by a resume: the same result."
+    import random
+    rng, over = random.Random(0), ['steps=120', 'checkpoint_every=5']
+    (tmp_path / 'run.py').write_text(SCRIPT)
+    out, codes, resumed_from = tmp_path / 'cut', [], []
+    for i in range(10):
+        resumed_from.append(max([s for s, _ in checkpoints(out)], default=0))
+        child = subprocess.Popen([sys.executable, str(tmp_path / 'run.py'), str(out), '0.01', 'resume' if i else 'fresh', *over],
+                                 env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        codes.append(kill_at(child, out, ('save', 'log', 'later')[i % 3], rng.uniform(0, 0.4)))
+    assert codes == [-signal.SIGKILL] * 10, codes                   # every kill hit a running run
+    r = subprocess.run([sys.executable, str(tmp_path / 'run.py'), str(out), '0', 'resume', *over], env=ENV, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    script['run'](tmp_path / 'full', steps=120, checkpoint_every=5)
+    full, cut = weights(tmp_path / 'full'), weights(out)
+    assert full.keys() == cut.keys() and all(torch.equal(full[k], cut[k]) for k in full)
+    assert log(out) == log(tmp_path / 'full') and [r['step'] for r in log(out)] == list(range(5, 121, 5))
+    assert not list((out / 'checkpoints').glob('damaged-*')), 'a kill damaged a checkpoint'   # saves are atomic
+    assert max(resumed_from) > 0, resumed_from                        # the kills came after checkpoints, not only in start-up
 
 
 def reset_accelerate():
