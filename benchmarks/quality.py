@@ -15,13 +15,20 @@ from the repository root:
 
     python benchmarks/quality.py --threads 2          # all cases, about 30 minutes on 2 CPU cores
     python benchmarks/quality.py --cases gmm2d gmm8d  # some of them
+
+`--budgets 1 2 4 8` measures instead how quality grows with training: each case trains once with a constant learning rate
+and is evaluated after 1x, 2x, ... its steps (with a constant rate, resuming to more steps continues the very run a longer
+one would make, so each row is what a run of that budget gives). It writes `benchmarks/results/budget.json`, a markdown table
+and `budget.png` (quality against training samples, the teacher's DDIM-k as horizontal lines):
+
+    python benchmarks/quality.py --cases digits-unet --budgets 1 2 4 --out benchmarks/results/budget.json
 """
 import argparse, json, platform, tempfile, time
 from pathlib import Path
 
 import torch
 
-from boot_nb.cli import EXACT_TEACHERS
+from boot_nb.exact import EXACT_TEACHERS
 from boot_nb.digits import digit_features
 from boot_nb.quality import compare_to_ddim, quality_table
 from boot_nb.student import MLPStudent
@@ -83,24 +90,32 @@ CASES = {
 }
 
 
+def evaluate(teacher, student, case, seed):
+    "`compare_to_ddim` rows of `student` on the case's fixed noise (seed + 1) and data."
+    g = torch.Generator().manual_seed(seed + 1)
+    n = case['n']
+    eps = torch.randn(n, *teacher.sample_shape, generator=g)
+    data = teacher.sample(n, generator=g) if hasattr(teacher, 'sample') else _digit_data(n, teacher)
+    return compare_to_ddim(teacher, student, eps, data=data, features=digit_features if case['metric'] == 'fd' else None,
+                           ddim_steps=DDIM_STEPS, ref_steps=case['ref_steps'], batch_size=n)
+
+
+def _start(case, seed):
+    teacher = case['teacher']()
+    torch.manual_seed(seed)
+    return teacher, None if case['student'] is None else MLPStudent(teacher.sample_shape, **case['student'])
+
+
 def run_case(name, case, seed=0, steps_scale=1.):
     print(f'\n== {name}', flush=True)
-    teacher = case['teacher']()
+    teacher, student = _start(case, seed)
     steps = max(1, round(case['steps'] * steps_scale))
-    torch.manual_seed(seed)
-    student = None if case['student'] is None else MLPStudent(teacher.sample_shape, **case['student'])
     t0, c0 = time.time(), time.process_time()
     with tempfile.TemporaryDirectory() as out:
         student = distill(teacher, student, steps=steps, batch_size=case['batch_size'], lr=case.get('lr'), seed=seed, out_dir=out,
                           checkpoint_every=steps, sample_every=0, progress=False)
     train = {'wall_s': round(time.time() - t0, 1), 'cpu_s': round(time.process_time() - c0, 1)}
-
-    g = torch.Generator().manual_seed(seed + 1)
-    n = case['n']
-    eps = torch.randn(n, *teacher.sample_shape, generator=g)
-    data = teacher.sample(n, generator=g) if hasattr(teacher, 'sample') else _digit_data(n, teacher)
-    rows = compare_to_ddim(teacher, student, eps, data=data, features=digit_features if case['metric'] == 'fd' else None,
-                           ddim_steps=DDIM_STEPS, ref_steps=case['ref_steps'], batch_size=n)
+    rows = evaluate(teacher, student, case, seed)
     print(quality_table(rows))
     by = {r['method']: r for r in rows}
     on = case.get('target_on', ('endpoint', case['metric']))
@@ -134,25 +149,82 @@ def readme_table(results):
     return '\n'.join(lines)
 
 
+def run_budgets(name, case, budgets, seed=0, steps_scale=1.):
+    "One constant-lr run of `case`, evaluated after each budget (a multiple of the case's steps), resuming between them."
+    print(f'\n== {name}: budgets {budgets} x {case["steps"]} steps', flush=True)
+    teacher, student = _start(case, seed)
+    base, points, t0 = max(1, round(case['steps'] * steps_scale)), [], time.time()
+    with tempfile.TemporaryDirectory() as out:
+        for i, b in enumerate(sorted(budgets)):
+            steps = round(base * b)
+            student = distill(teacher, student, steps=steps, batch_size=case['batch_size'], lr=case.get('lr'), seed=seed, out_dir=out,
+                              lr_schedule='constant', checkpoint_every=base, sample_every=0, progress=False, resume=i > 0)
+            rows = evaluate(teacher, student, case, seed)
+            by = {r['method']: r for r in rows}
+            points.append({'budget': b, 'steps': steps, 'samples': steps * case['batch_size'], 'wall_s': round(time.time() - t0, 1),
+                           'student': by[STUDENT]})
+            print(f'{b:g}x ({steps} steps): ' + ', '.join(f'{k} {v:.4g}' for k, v in by[STUDENT].items() if isinstance(v, float)), flush=True)
+    return {'steps': base, 'batch_size': case['batch_size'], 'lr': case.get('lr'), 'lr_schedule': 'constant', 't_max': student.t_max,
+            'samples': case['n'], 'teacher': [r for r in rows if r['method'] != STUDENT], 'points': points}
+
+
+def budget_table(results):
+    "Markdown: per case and metric, the student after each budget beside the teacher's DDIM-k."
+    lines = []
+    for name, r in results['cases'].items():
+        metrics = [m for m in ('endpoint', 'fd', 'mmd') if m in r['points'][0]['student']]
+        lines += [f'\n**{CASES[name]["title"]}** (batch {r["batch_size"]}, lr {r["lr"] or "default"}, constant; {r["samples"]} samples)\n',
+                  '| | ' + ' | '.join(metrics) + ' |', '|---|' + '---|' * len(metrics)]
+        lines += [f'| teacher {t["method"].removeprefix("teacher ")} | ' + ' | '.join(f'{t[m]:.3g}' for m in metrics) + ' |'
+                  for t in r['teacher'] if t['method'].startswith('teacher DDIM')]
+        lines += [f'| **student, {p["budget"]:g}x ({p["steps"]} steps)** | ' + ' | '.join(f'**{p["student"][m]:.3g}**' for m in metrics) + ' |'
+                  for p in r['points']]
+    return '\n'.join(lines)
+
+
+def budget_plot(results, path):
+    "Quality against training samples, one panel per case and metric; the teacher's DDIM-k as horizontal lines."
+    import matplotlib; matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    panels = [(name, m) for name, r in results['cases'].items() for m in ('endpoint', 'fd', 'mmd') if m in r['points'][0]['student']]
+    fig, axs = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    for ax, (name, m) in zip(axs[0], panels):
+        r = results['cases'][name]
+        ax.plot([p['samples'] for p in r['points']], [p['student'][m] for p in r['points']], 'o-', color='k', label='BOOT, 1 step')
+        for t, colour in zip([t for t in r['teacher'] if t['method'].startswith('teacher DDIM')], plt.cm.viridis([0.1, 0.3, 0.5, 0.7, 0.9])):
+            ax.axhline(t[m], ls='--', color=colour, label=t['method'].removeprefix('teacher '))
+        ax.set(xscale='log', yscale='log', xlabel='training samples (steps x batch)', ylabel=m, title=CASES[name]['title'])
+    axs[0][-1].legend(fontsize=7, loc='upper right')
+    fig.tight_layout(); fig.savefig(path, dpi=110)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--cases', nargs='+', default=list(CASES), choices=list(CASES))
-    p.add_argument('--out', default='benchmarks/results/quality.json')
+    p.add_argument('--out', help='the JSON file (default: benchmarks/results/quality.json, or budget.json with --budgets)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--steps-scale', type=float, default=1., help='multiply every case\'s training steps (quick runs)')
     p.add_argument('--threads', type=int, default=1, help='torch CPU threads (default: %(default)s)')
+    p.add_argument('--budgets', type=float, nargs='+', help='multiples of each case\'s steps: one constant-lr run evaluated after each')
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    out = Path(args.out)
+    out = Path(args.out or f'benchmarks/results/{"budget" if args.budgets else "quality"}.json')
     # Cases run before (e.g. by an earlier `--cases ...`) stay in the file; the ones run now replace theirs.
     results = json.loads(out.read_text()) if out.exists() else {'cases': {}}
     machine = f'{platform.machine()} CPU, torch {torch.__version__}, {args.threads} thread(s)'
     start = time.time()
     for name in args.cases:
-        results['cases'][name] = {'machine': machine, 'seed': args.seed, **run_case(name, CASES[name], args.seed, args.steps_scale)}
+        run = run_budgets(name, CASES[name], args.budgets, args.seed, args.steps_scale) if args.budgets else \
+            run_case(name, CASES[name], args.seed, args.steps_scale)
+        results['cases'][name] = {'machine': machine, 'seed': args.seed, **run}
     results['cases'] = {k: results['cases'][k] for k in CASES if k in results['cases']}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
+    if args.budgets:
+        budget_plot(results, out.with_suffix('.png'))
+        out.with_suffix('.md').write_text(budget_table(results) + '\n')
+        print(f'\nwrote {out}, {out.with_suffix(".md")} and {out.with_suffix(".png")} ({time.time() - start:.0f} s)\n{budget_table(results)}')
+        return results
     print(f'\nwrote {out} ({time.time() - start:.0f} s)\n\nREADME table (every case in {out}):\n{readme_table(results)}')
     return results
 

@@ -12,7 +12,7 @@ import copy, importlib, inspect, json, math, warnings
 from pathlib import Path
 import torch
 from torch import nn
-from .files import BOOTFileError, check_fields, is_number, load_pretrained, load_weights, read_json
+from .files import BOOTFileError, check_fields, is_number, jsonable, load_pretrained, load_weights, read_json
 from .schedules import schedule_config, schedule_from_config
 from .teachers import output_coefficients
 
@@ -86,14 +86,6 @@ class BOOTStudent(nn.Module):
         return (f't_min={self.t_min}, t_max={self.t_max}, schedule={self.schedule!r}, sample_shape={self.sample_shape}, '
                 f'cond_kind={self.cond_kind!r}, guidance={self.guidance}')
 
-# %% ../nbs/07_student.ipynb #6bb449fe
-def _jsonable(v):
-    if v is None or isinstance(v, (bool, int, float, str)): return v
-    if isinstance(v, (list, tuple)): return [_jsonable(x) for x in v]
-    if torch.is_tensor(v): return v.tolist()
-    return getattr(v, '__name__', type(v).__name__)
-
-
 # %% ../nbs/07_student.ipynb #5a6d590e
 MAX_GAIN, MIN_GAIN = 10., 1.
 
@@ -163,7 +155,7 @@ def _parameterization(student):
     owner = getattr(student.predict, '__self__', None)
     if not hasattr(owner, 'prediction_type'):
         raise ValueError(f'Cannot save a student whose `predict` is {student.predict!r}: only a DiffusersTeacher\'s predict is supported.')
-    return {'type': 'diffusers', **{k: _jsonable(getattr(owner, k, None)) for k in _TEACHER_FIELDS},
+    return {'type': 'diffusers', **{k: jsonable(getattr(owner, k, None)) for k in _TEACHER_FIELDS},
             'predict_kwargs': student.predict_kwargs}
 
 def student_config(student):

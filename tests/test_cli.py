@@ -1,16 +1,19 @@
 """`boot-nb distill` as a user meets it: runs that learn, resume exactly and stop cleanly on Ctrl-C; bad input as one line in the
 command line's words before anything loads; help for every option; several processes under `torchrun`."""
-import json, os, re, shutil, signal, subprocess
+import json, os, re, shutil, signal, subprocess, sys
 from dataclasses import fields
 
 import pytest
 import torch
 
 import boot_nb.cli
+import boot_nb.teachers
 import boot_nb.train
-from boot_nb.cli import EXACT_TEACHERS, main, option
+from boot_nb.cli import main, option
+from boot_nb.exact import EXACT_TEACHERS
+from boot_nb.files import shipped_teachers
 from boot_nb.student import load_student
-from boot_nb.teachers import shipped_teachers
+from boot_nb.teachers import load_teacher
 from boot_nb.train import DistillConfig, Distiller, checkpoints
 
 TINY = ['--teacher', 'gmm2d', '--batch-size', '16', '--hidden', '16', '--depth', '1', '--sample-every', '0', '--eval-samples', '0',
@@ -88,7 +91,7 @@ BAD = [  # (arguments, what the one line must say); every one is caught before t
 @pytest.mark.parametrize('args, message', BAD, ids=[' '.join(a) for a, _ in BAD])
 def test_bad_input_is_one_line_in_cli_words_before_anything_loads(tmp_path, capsys, monkeypatch, args, message):
     def load(*a, **k): raise AssertionError('the teacher was loaded before the arguments were checked')
-    monkeypatch.setattr(boot_nb.cli, 'teacher_by_name', load)
+    monkeypatch.setattr(boot_nb.teachers, 'load_teacher', load)
     (tmp_path / 'FILE').write_text('not a folder')
     (tmp_path / 'RUN' / 'checkpoints' / 'step-00000004').mkdir(parents=True)
     args = [str(tmp_path / a) if a in ('FILE', 'RUN') else a for a in args]
@@ -97,6 +100,36 @@ def test_bad_input_is_one_line_in_cli_words_before_anything_loads(tmp_path, caps
     assert e.value.code == 2 and out == '', out
     assert err.count('\n') == 1 and err.startswith('boot-nb distill: error: ') and message in err, err
     assert not re.search(r'`|\b\w+=(True\b|[\d.]|$)|\b(t_min|t_max|out_dir|batch_size|eval_samples)\b', err), err   # Python's words
+
+
+# The command as a process: which of torch, torchvision and diffusers it imported, printed as it exits.
+AS_THE_COMMAND = """
+import atexit, sys
+sys.argv[0] = 'boot-nb'
+atexit.register(lambda: print('imported', sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision', 'diffusers'})))
+from boot_nb.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+NO_TORCH = [(['--help'], 0, 'distill'), (['distill', '--stepz', '3'], 2, 'unrecognized arguments: --stepz'),
+            (['distill', '--teacher', 'gmm2d', '--delta', '2'], 2, '--delta must be in (0, 1)'),
+            (['distill', '--teacher', 'gmm2d', '--mixed-precision', 'fp8'], 2, "invalid choice: 'fp8'"),
+            (['distill', '--teacher', 'gmm2d', '--out', 'FILE'], 2, 'is a file, not a folder'),
+            (['sample', '--student', 'x', '--n', 'many'], 2, "invalid int value: 'many'"), (['eval', '--n', '0'], 2, 'required: --student')]
+
+@pytest.mark.parametrize('args, code, message', NO_TORCH, ids=[' '.join(a) for a, _, _ in NO_TORCH])
+def test_help_and_bad_options_need_no_torch(tmp_path, args, code, message):
+    "--help, a mistyped option and a setting out of range answer before torch is imported (so at once)."
+    (tmp_path / 'FILE').write_text('not a folder')
+    r = subprocess.run([sys.executable, '-c', AS_THE_COMMAND, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == code and message in r.stdout + r.stderr, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == 'imported []', r.stdout[-500:]
+
+
+def test_a_job_imports_torch_once_its_options_are_checked(tmp_path):
+    "The control: a job that runs imports torch (and the pair check passes on this install)."
+    r = subprocess.run([sys.executable, '-c', AS_THE_COMMAND, 'demo', '--out', str(tmp_path)], capture_output=True, text=True, timeout=300)
+    last = r.stdout.strip().splitlines()[-1]
+    assert r.returncode == 0 and "'torch'" in last and "'torchvision'" in last, r.stdout[-500:] + r.stderr[-500:]
 
 
 def test_errors_only_the_teacher_can_tell_are_one_line_too(tmp_path, capsys, monkeypatch):
@@ -151,7 +184,7 @@ def test_readme_command_on_the_shipped_digits_teacher(tmp_path, capsys, monkeypa
     monkeypatch.setattr(boot_nb.train, 'idle_cores', lambda *a: measured.append(idle_cores(*a)) or measured[-1])
     assert main(['distill', '--teacher', 'digits', '--out', str(tmp_path), '--steps', '2', '--batch-size', '4', '--lr', '1e-3',
                  '--sample-every', '2', '--eval-samples', '0', '--no-progress']) == 0
-    student, teacher = load_student(tmp_path / 'student'), boot_nb.cli.teacher_by_name('digits')
+    student, teacher = load_student(tmp_path / 'student'), load_teacher('digits')
     assert student.net.state_dict().keys() == teacher.net.state_dict().keys()               # a copy of the teacher's network
     assert not all(torch.equal(v, teacher.net.state_dict()[k]) for k, v in student.net.state_dict().items())   # that trained
     assert (tmp_path / 'samples' / 'step-00000002.png').exists()

@@ -28,13 +28,18 @@ def test_import_boot_nb_names_both_versions_and_the_fix(broken_torchvision):
 
 
 @pytest.mark.parametrize('how', ['module', 'script'])
-def test_the_command_says_it_in_one_line(broken_torchvision, how):
+def test_the_command_says_it_in_one_line(broken_torchvision, tmp_path, how):
+    "A job checks the pair once its options are parsed: one line, exit 1; --help needs no torch, so it still answers."
     script = shutil.which('boot-nb', path=os.path.dirname(sys.executable))
     if how == 'script' and script is None: pytest.skip('the boot-nb console script is not installed beside this python')
-    r = run([sys.executable, '-m', 'boot_nb.cli', '--help'] if how == 'module' else [script, '--help'], broken_torchvision)
+    command = [sys.executable, '-m', 'boot_nb.cli'] if how == 'module' else [script]
+    r = run([*command, 'demo', '--out', str(tmp_path / 'demo')], broken_torchvision)
     assert r.returncode == 1 and r.stdout == ''
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f'boot-nb: torch {torch.__version__} and torchvision 0.28.0'), r.stderr
+    assert not (tmp_path / 'demo').exists()
+    r = run([*command, '--help'], broken_torchvision)
+    assert r.returncode == 0 and 'distill' in r.stdout, r.stderr
 
 
 def test_a_working_pair_imports(tmp_path):

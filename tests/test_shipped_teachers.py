@@ -1,7 +1,6 @@
 "The digits teachers that ship with boot_nb pass the classifier thresholds of issue 3 (issue 24 for `digits-rgb`), loaded by name and sampled with DDIM."
 import pytest
 import torch
-import boot_nb.cli
 from boot_nb.cli import main
 from boot_nb.exact import digits
 from boot_nb.sampling import one_step_sample
@@ -66,7 +65,7 @@ def test_cli_distils_digits_rgb(tmp_path):
     "`boot-nb distill --teacher digits-rgb` works like `digits`: a student of the teacher's network that makes 3x32x32 samples."
     assert main(['distill', '--teacher', 'digits-rgb', '--out', str(tmp_path), '--steps', '2', '--batch-size', '4', '--lr', '1e-3',
                  '--sample-every', '2', '--eval-samples', '0', '--no-progress']) == 0
-    student, teacher = load_student(tmp_path / 'student'), boot_nb.cli.teacher_by_name('digits-rgb')
+    student, teacher = load_student(tmp_path / 'student'), load_teacher('digits-rgb')
     assert student.net.state_dict().keys() == teacher.net.state_dict().keys()
     assert not all(torch.equal(v, teacher.net.state_dict()[k]) for k, v in student.net.state_dict().items())
     assert one_step_sample(student, torch.randn(2, 3, 32, 32)).shape == (2, 3, 32, 32)
