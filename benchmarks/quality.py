@@ -125,7 +125,7 @@ def run_case(name, case, seed=0, steps_scale=1.):
           f'(baseline minus student: {", ".join(f"{c} {m:+.4g}" for c, m in margins.items())}); '
           f'training {steps} steps took {train["wall_s"]} s wall, {train["cpu_s"]} s CPU', flush=True)
     return {'steps': steps, 'batch_size': case['batch_size'], 'student': case['student'] or 'copy of the teacher', 't_max': student.t_max,
-            'samples': n, 'reference': f'Heun, {case["ref_steps"]} steps', 'training': train, 'rows': rows,
+            'samples': case['n'], 'reference': f'Heun, {case["ref_steps"]} steps', 'training': train, 'rows': rows,
             'target': case['target'], 'target_on': list(on), 'margins': margins, 'met': met}
 
 

@@ -43,8 +43,8 @@ RUN_STEPS = 1500     # the README run's length: both sides' cosine learning rate
 # The old step, frozen: boot_nb.sampling / boot_nb.losses / boot_nb.train at commit 23b7ed6, the parts `distill` used with
 # its defaults (L2, Heun, no r_min, unconditional). Copied so that later library changes do not move the baseline.
 
-def _bc(v, x): return v.to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
-def _at(fn, t, x): return _bc(fn(t.double()), x)
+def per_sample(v, x): return v.to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
+def _at(fn, t, x): return per_sample(fn(t.double()), x)
 
 def _ddim_ratio(schedule, t, s):
     t, s = t.double(), s.double()
@@ -56,11 +56,11 @@ def _heun_step(teacher, y_t, eps, t, s, cond):
     sch = teacher.schedule
     f_t = teacher(_at(sch.alpha, t, y_t) * y_t + _at(sch.sigma, t, y_t) * eps, t, cond)
     r = _ddim_ratio(sch, t, s)
-    y_s = y_t + _bc(r, y_t) * (f_t - y_t)
+    y_s = y_t + per_sample(r, y_t) * (f_t - y_t)
     heun = sch.sigma(s.double()) > 0
     if not bool(heun.any()): return y_s
     f_s = teacher(_at(sch.alpha, s, y_s) * y_s + _at(sch.sigma, s, y_s) * eps, s, cond)
-    return y_s + _bc(torch.where(heun, _heun_coef(r), 0.), y_t) * (f_s - f_t)
+    return y_s + per_sample(torch.where(heun, _heun_coef(r), 0.), y_t) * (f_s - f_t)
 
 def _l2(a, b):
     dtype = torch.promote_types(a.dtype, torch.float32)
@@ -144,10 +144,10 @@ def make_teacher(name, cifar_scale=1.):
 
 def new_step(teacher, args):
     "The step as the library makes it now; without --threads, on the thread count `distill` would choose (the old used torch's)."
-    from boot_nb.train import DistillConfig, Distiller, _cpu_threads
+    from boot_nb.train import DistillConfig, Distiller, cpu_threads
     d = Distiller(teacher, config=DistillConfig(batch_size=args.batch_size, lr=args.lr, mixed_precision=args.mixed_precision,
                                                 compile=args.compile, cpu=args.device == 'cpu', steps=RUN_STEPS, threads=args.threads))
-    with _cpu_threads(d.config, d.accelerator.device) as n: pass
+    with cpu_threads(d.config, d.accelerator.device) as n: pass
     torch.set_num_threads(n)
     return d
 

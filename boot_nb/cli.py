@@ -213,11 +213,11 @@ class _InCLIWords:
 def resolve_run(c):
     "`c` with its CPU threads resolved as `distill` resolves them (idle cores measured once), and a line saying what the run uses."
     from accelerate import PartialState
-    from boot_nb.train import _cpu_threads, _mixed_precision
+    from boot_nb.train import cpu_threads, resolved_precision
     state = PartialState(cpu=c.cpu)
-    with _cpu_threads(c, state.device) as threads: pass
+    with cpu_threads(c, state.device) as threads: pass
     procs = f' x {state.num_processes} processes' if state.num_processes > 1 else ''
-    line = f'device {state.device}{procs}, mixed precision {_mixed_precision(c)}, {threads} CPU thread{"s" * (threads != 1)}'
+    line = f'device {state.device}{procs}, mixed precision {resolved_precision(c)}, {threads} CPU thread{"s" * (threads != 1)}'
     return (replace(c, threads=threads) if state.device.type == 'cpu' else c), line
 
 def distill_command(args):
@@ -230,7 +230,7 @@ def distill_command(args):
     from boot_nb.quality import quality_report
     from boot_nb.student import MLPStudent
     from boot_nb.teachers import load_teacher
-    from boot_nb.train import _cpu_threads, distill, run_lock
+    from boot_nb.train import cpu_threads, distill, run_lock
     state = PartialState(cpu=c.cpu)
     c, line = resolve_run(c)
     state.print(f'boot-nb distill: {line}')
@@ -247,7 +247,7 @@ def distill_command(args):
     out = Path(c.out_dir)
     grids = sorted((out / 'samples').glob('step-*.png'))
     if args.eval_samples:
-        with _cpu_threads(c, state.device):
+        with cpu_threads(c, state.device):
             quality_report(teacher, student, out, args.eval_samples, c.seed, c.guidance, c.prompts, c.labels, progress=c.progress)
     print(f'wrote the student to {out / "student"} (make images with: boot-nb sample --student {out / "student"})'
           + (f', the teacher-vs-student grid {grids[-1]}' if grids else '')
@@ -354,7 +354,7 @@ def eval_command(args):
     from boot_nb.quality import quality_report
     from boot_nb.student import load_student
     from boot_nb.teachers import load_teacher
-    from boot_nb.train import _cpu_threads
+    from boot_nb.train import cpu_threads
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     device = _device(args.device)
     if not Path(args.student).is_dir(): raise FileNotFoundError(f'--student {args.student!r} is not a folder.')
@@ -369,7 +369,7 @@ def eval_command(args):
         prompts = [p for ps in zip(*shipped.values()) for p in ps]       # every label once, then the next phrasing
     labels = args.labels
     if student.cond_kind == 'label' and labels is None: raise ValueError('This is a class-conditional student: pass --labels N [N ...].')
-    with _cpu_threads(DistillConfig(), device) as threads:
+    with cpu_threads(DistillConfig(), device) as threads:
         print(f'boot-nb eval: device {device}, {threads} CPU thread{"s" * (threads != 1)}' if device.type == 'cpu' else f'boot-nb eval: device {device}')
         quality_report(teacher, student.to(device), out, args.n, args.seed, student.guidance, prompts, labels, progress=args.progress)
     print(f'wrote {out / "quality.md"}, {out / "quality.json"} and {out / "quality.png"}')

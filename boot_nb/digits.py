@@ -13,6 +13,7 @@ import importlib.resources
 import numpy as np
 import torch
 from torch import nn
+import torch.nn.functional as F
 from .exact import digits
 
 # %% ../nbs/04a_digits.ipynb #c943189c

@@ -11,13 +11,13 @@ import importlib, warnings
 from pathlib import Path
 import torch
 import torch.nn.functional as F
-from .sampling import _bc, ddim_ratio, signal_step, step_coefs
+from .sampling import per_sample, ddim_ratio, signal_step, step_coefs
 from .teachers import Cond
 
 # %% ../nbs/06_losses.ipynb #c5e369bc
 def gaussian_signal(mu, std, schedule, eps, t):
     "The exact signal-ODE solution y_t for data N(mu, std^2 I) from noise `eps` at t = 1 (for checks)."
-    a, s = _bc(schedule.alpha(t.double()), eps), _bc(schedule.sigma(t.double()), eps)
+    a, s = per_sample(schedule.alpha(t.double()), eps), per_sample(schedule.sigma(t.double()), eps)
     return mu + a * std**2 / (torch.sqrt(a**2 * std**2 + s**2) + s) * eps
 
 # %% ../nbs/06_losses.ipynb #7acadb54
@@ -185,7 +185,7 @@ class BOOTLoss:
         with torch.no_grad():
             y_t = _float(student(eps, t, cond))
             k = self.bs.coefs(teacher.schedule, t, s, y_t.dtype)             # the schedule, once per step
-            x_t = _bc(k.a_t, y_t) * y_t + _bc(k.s_t, y_t) * eps
+            x_t = per_sample(k.a_t, y_t) * y_t + per_sample(k.s_t, y_t) * eps
             # the solver's f~(x_t, t) and the boundary target f~(eps, t_max) need nothing of each other: one teacher call
             f_t, f_max = teacher(torch.cat([x_t, eps.to(x_t.dtype)]), torch.cat([t, t_max]), twice).chunk(2)
             target_s = self.bs.step(teacher, y_t, eps, t, s, cond, f_t, k)

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-import torch.nn.functional as F
 # re-exported for one release: the digit classifier moved to boot_nb.digits
 from .digits import (CLASSIFIER_DIR, DigitClassifier, classify, digit_features, digit_scores, digit_split, load_digit_classifier,
                             plot_digits, save_digit_classifier, train_digit_classifier)
@@ -182,11 +181,11 @@ def load_clip(model_name_or_path=CLIP_MODEL):
     "A `transformers` CLIPModel and CLIPProcessor from a hub id or a local folder (safetensors only); a clear error offline."
     from transformers import CLIPModel, CLIPProcessor
     if not Path(model_name_or_path).expanduser().is_dir():
-        from boot_nb.teachers import _hub_reachable
+        from boot_nb.teachers import hub_reachable
         try: return (CLIPModel.from_pretrained(model_name_or_path, local_files_only=True, use_safetensors=True),
                      CLIPProcessor.from_pretrained(model_name_or_path, local_files_only=True))
         except OSError:
-            if not _hub_reachable():
+            if not hub_reachable():
                 raise OSError(
                     f'The CLIP score needs the CLIP model {model_name_or_path!r}: it is not a local folder, not in the Hugging Face '
                     'cache, and the Hub cannot be reached from here. On a machine with internet run\n'

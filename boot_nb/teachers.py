@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['PREDICTION_TYPES', 'SUPPORTED_PIPELINES', 'TEACHER_FIX', 'output_coefficients', 'x0_from_output', 'Cond',
-           'PromptEncoder', 'DiffusersTeacher', 'LatentDiffusersTeacher', 'teacher_from_pipeline', 'load_teacher',
-           'GuidedTeacher', 'ContextSet', 'context_set', 'word_tokenizer', 'tiny_t5_encoder']
+           'PromptEncoder', 'DiffusersTeacher', 'LatentDiffusersTeacher', 'teacher_from_pipeline', 'hub_reachable',
+           'load_teacher', 'GuidedTeacher', 'ContextSet', 'context_set', 'word_tokenizer', 'tiny_t5_encoder']
 
 # %% ../nbs/03_teachers.ipynb #b42ab5e4
 import json, os, socket
@@ -240,7 +240,7 @@ _UNUSED = {k: None for k in ('safety_checker', 'feature_extractor', 'watermarker
 _SUPPORTED = ('Supported: a pipeline folder of ' + ', '.join(SUPPORTED_PIPELINES) + ' (with a ' + ' or '.join(_UNETS) +
               ' "unet" and a DDPM-style "scheduler"), or a bare ' + ' / '.join(_UNETS) + ' folder with `scheduler=`.')
 
-def _hub_reachable(timeout=3.):
+def hub_reachable(timeout=3.):
     "Whether the Hugging Face Hub answers a TCP connection (False at once when HF_HUB_OFFLINE is set)."
     from huggingface_hub import constants
     if os.environ.get('HF_HUB_OFFLINE', '').upper() in ('1', 'ON', 'YES', 'TRUE') or constants.HF_HUB_OFFLINE: return False
@@ -254,7 +254,7 @@ def _hub_folder(name, **kwargs):
     "A local snapshot of hub pipeline `name` (without safety checker and the like): from the cache if there, else downloaded."
     try: return diffusers.DiffusionPipeline.download(name, local_files_only=True, **_UNUSED, **kwargs)
     except Exception: pass
-    if not _hub_reachable():
+    if not hub_reachable():
         raise OSError(
             f'Cannot load {name!r}: it is not a local folder, not a teacher shipped with boot_nb '
             f'({", ".join(shipped_teachers()) or "none"}), and the Hugging Face Hub cannot be reached from here '

@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['CHECKPOINT_FIX', 'cond_kind', 'check_context', 'step_generator', 'save_rng_states', 'load_rng_states',
-           'save_checkpoint', 'read_checkpoint_state', 'load_checkpoint', 'ShownFigure', 'image_grid',
-           'comparison_figure', 'Distiller', 'idle_cores', 'run_fingerprint', 'resume_checkpoint', 'out_of_memory',
-           'run_lock', 'distill']
+           'save_checkpoint', 'read_checkpoint_state', 'load_checkpoint', 'ShownFigure', 'as_images', 'image_grid',
+           'comparison_figure', 'resolved_precision', 'Distiller', 'idle_cores', 'cpu_threads', 'run_fingerprint',
+           'resume_checkpoint', 'out_of_memory', 'run_lock', 'distill']
 
 # %% ../nbs/08_train.ipynb #7a1b73a9
 import dataclasses, hashlib, inspect, io, json, math, os, pickle, random, shutil, signal, socket, threading, time, warnings, zipfile
@@ -170,7 +170,8 @@ class ShownFigure(Figure):
         self.savefig(buf, format='png', dpi=100)
         return buf.getvalue()
 
-def _images(x, teacher):
+def as_images(x, teacher):
+    "Samples `x` (B, C, H, W) in [-1, 1], decoded first for a latent teacher, as RGB images (B, H, W, 3) in [0, 1] for a figure."
     if hasattr(teacher, 'decode'): x = teacher.decode(x)
     x = x.detach().float().cpu().clamp(-1, 1)
     return (x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x[:, :3]).permute(0, 2, 3, 1) / 2 + 0.5
@@ -189,7 +190,7 @@ def comparison_figure(teacher, teacher_x, student_x, titles):
     axs = fig.subplots(1, 2)
     for ax, x, title in zip(axs, [teacher_x, student_x], titles):
         if len(teacher.sample_shape) == 3 or hasattr(teacher, 'decode'):
-            ax.imshow(image_grid(_images(x, teacher)).numpy()); ax.axis('off')
+            ax.imshow(image_grid(as_images(x, teacher)).numpy()); ax.axis('off')
         else:
             p = x.detach().float().cpu().flatten(1)
             ax.scatter(p[:, 0], p[:, 1] if p.shape[1] > 1 else torch.zeros(len(p)), s=2, alpha=0.5)
@@ -204,7 +205,7 @@ def _fp16_runs(c):
     "Whether fp16 runs as fp16: on a CUDA GPU (on a CPU accelerate makes no GradScaler and the run is fp32 without a word)."
     return not c.cpu and torch.cuda.is_available()
 
-def _mixed_precision(c):
+def resolved_precision(c):
     "The mixed precision `c` asks for, with 'auto' resolved: bf16 on a GPU that supports it, else none."
     if c.mixed_precision == 'fp16' and not _fp16_runs(c):
         raise ValueError("`mixed_precision`='fp16' needs a CUDA GPU; on a CPU pass mixed_precision='bf16' or 'no'.")
@@ -219,7 +220,7 @@ class Distiller:
         c, schedule = make_config(config, kwargs), teacher.schedule
         t_min = c.t_min if c.t_min is not None else max(0.002, 1 / getattr(schedule, 'num_train_timesteps', 500))
         c = self.config = dataclasses.replace(c, t_min=t_min, t_max=c.t_max if c.t_max is not None else default_t_max(teacher, student),
-                                              mixed_precision=_mixed_precision(c))
+                                              mixed_precision=resolved_precision(c))
         n = getattr(schedule, 'num_train_timesteps', None)
         if n is not None and c.t_min < 1 / n - 1e-12:
             raise ValueError(f'`t_min`={c.t_min} is below the teacher\'s first training timestep, t = 1/{n}; use t_min >= {1 / n:g}.')
@@ -324,7 +325,7 @@ def idle_cores(interval=0.2):
     return sum((i1 - i0) / max(t1 - t0, 1) for (i0, t0), (i1, t1) in zip(before, after)) if before else None
 
 @contextmanager
-def _cpu_threads(c, device):
+def cpu_threads(c, device):
     "Run with `c.threads` CPU threads, or on a CPU as many as are idle: a thread that must share its core makes every step wait for it."
     before = torch.get_num_threads()
     n = c.threads
@@ -484,7 +485,7 @@ def _distill(teacher, d):
 
     bar = tqdm(total=c.steps, initial=start, disable=not (c.progress and main), desc='BOOT', dynamic_ncols=True)
     t0, done = time.time(), start
-    with _cpu_threads(c, acc.device), _stop_on_interrupt() as stop:
+    with cpu_threads(c, acc.device), _stop_on_interrupt() as stop:
         for step in range(start, c.steps):
             vals = d.train_step(step)
             done = step + 1

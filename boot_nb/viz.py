@@ -10,7 +10,7 @@ __all__ = ['signal_paths', 'draw_signal_paths', 'signal_path_explorer', 'nfe_sam
 import torch
 from .sampling import ddim_sample, ddim_signal_sample, one_step_sample, time_grid
 from .teachers import GuidedTeacher
-from .train import ShownFigure, _images, image_grid
+from .train import ShownFigure, as_images, image_grid
 
 # %% ../nbs/10_explore.ipynb #2529f290
 @torch.no_grad()
@@ -50,7 +50,7 @@ def draw_signal_paths(paths, times, data=None, teacher=None, n_images=8):
         i = _nearest(paths['t'], t)
         ax.set_title(f't = {paths["t"][i]:.3f}')
         if image:
-            ax.imshow(torch.cat([_strip(_images(paths[k][i][:n_images], teacher)) for k in keys]).numpy())
+            ax.imshow(torch.cat([_strip(as_images(paths[k][i][:n_images], teacher)) for k in keys]).numpy())
             h = ax.get_images()[0].get_array().shape[0] / len(keys)
             ax.set_yticks([(j + 0.5) * h for j in range(len(keys))] if ax is axs[0] else [], [_PATH_KEYS[k] for k in keys] if ax is axs[0] else [])
             ax.set_xticks([])
@@ -88,7 +88,7 @@ def nfe_samples(teacher, student, noise, cond=None, ks=(1, 2, 4, 8, 16, 32), ref
 
 def _show(ax, x, teacher, lims=None):
     "Samples as an image grid or a 2-D scatter."
-    if x.ndim == 4: ax.imshow(image_grid(_images(x, teacher)).numpy()); ax.axis('off')
+    if x.ndim == 4: ax.imshow(image_grid(as_images(x, teacher)).numpy()); ax.axis('off')
     else:
         ax.scatter(*x.cpu().T[:2], s=3, alpha=0.6); ax.set_aspect('equal')
         if lims: ax.set_xlim(lims[0]); ax.set_ylim(lims[1])

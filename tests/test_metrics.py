@@ -85,7 +85,7 @@ def test_clip_score_matches_the_model(tiny_clip):
 
 def test_clip_offline_error_names_the_model(monkeypatch):
     monkeypatch.setenv('HF_HUB_OFFLINE', '1')
-    monkeypatch.setattr(T, '_hub_reachable', lambda timeout=3.: False)
+    monkeypatch.setattr(T, 'hub_reachable', lambda timeout=3.: False)
     with pytest.raises(OSError, match='(?s)clip-vit-base-patch16.*model_name_or_path='):
         M.clip_score(images(1, 0), ['a cat'])
 
@@ -100,3 +100,14 @@ def test_sample_batched_gives_every_chunk_its_conditions():
     assert seen == [['a cat', 'a cat'], ['a cat']]
     seen.clear(); Q.sample_batched(sampler, torch.zeros(3, 2), ['a', 'b', 'c'], batch_size=2)
     assert seen == [['a', 'b'], ['c']]
+
+
+def test_the_digit_classifier_takes_8x8_digits():
+    "The sklearn digits at 8x8 are resized to the classifier's size (boot_nb.digits imports what it uses) and recognised."
+    from boot_nb.digits import load_digit_classifier
+    from boot_nb.exact import digits
+    x, y = digits(8, 300)
+    model = load_digit_classifier()
+    with torch.no_grad(): guess = model(model.prepare(x)).argmax(1)
+    assert model.prepare(x).shape[-2:] == (model.config['size'],) * 2
+    assert (guess == y).float().mean() > 0.9

@@ -297,8 +297,8 @@ def test_idle_cores_sees_a_busy_process_and_distill_leaves_its_core_alone(monkey
         torch.set_num_threads(4)
         for idle, want in [(3.8, 4), (1.2, 1), (0.1, 1), (6.0, 4)]:       # never more than torch's setting, at least 1
             monkeypatch.setattr(train, 'idle_cores', lambda idle=idle: idle)
-            with train._cpu_threads(train.DistillConfig(), torch.device('cpu')) as n: assert n == want, (idle, n)
-        with train._cpu_threads(train.DistillConfig(threads=3), torch.device('cpu')) as n: assert n == 3
+            with train.cpu_threads(train.DistillConfig(), torch.device('cpu')) as n: assert n == want, (idle, n)
+        with train.cpu_threads(train.DistillConfig(threads=3), torch.device('cpu')) as n: assert n == 3
         assert torch.get_num_threads() == 4                                  # put back after the run
     finally: torch.set_num_threads(before)
 

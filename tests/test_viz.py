@@ -6,7 +6,7 @@ import torch
 from boot_nb.exact import GaussianMixtureTeacher, dataset_teacher, digits
 from boot_nb.losses import gaussian_signal
 from boot_nb.sampling import ddim_sample, one_step_sample
-from boot_nb.train import _images, image_grid
+from boot_nb.train import as_images, image_grid
 from boot_nb.viz import (_nearest, _strip, draw_guided, draw_nfe, draw_signal_paths, guidance_explorer, guided_samples,
                          nfe_explorer, nfe_samples, signal_path_explorer, signal_paths)
 
@@ -67,7 +67,7 @@ def test_draw_signal_paths_images_draws_the_rows():
     assert p['student'] is None
     fig = draw_signal_paths(p, [0.4], teacher=teacher, n_images=3)
     i = _nearest(p['t'], 0.4)
-    want = torch.cat([_strip(_images(p[k][i], teacher)) for k in ['x', 'y', 'f']]).numpy()
+    want = torch.cat([_strip(as_images(p[k][i], teacher)) for k in ['x', 'y', 'f']]).numpy()
     np.testing.assert_allclose(fig.axes[0].get_images()[0].get_array(), want)
 
 
@@ -134,7 +134,7 @@ def test_draw_guided_and_explorer(text):
     assert fig._suptitle.get_text() == repr(prompt)
     for ax, w in zip(fig.axes, (0., 4.)):
         x = guided_samples(teacher, prompt, w, noise, steps=3)
-        np.testing.assert_allclose(ax.get_images()[0].get_array(), image_grid(_images(x, teacher)).numpy(), atol=1e-5)
+        np.testing.assert_allclose(ax.get_images()[0].get_array(), image_grid(as_images(x, teacher)).numpy(), atol=1e-5)
         labels, _ = classify(x, classifier)
         top = int(torch.bincount(labels, minlength=10).argmax())
         assert ax.get_title() == f'w = {w:g}: {(labels == top).float().mean().item():.0%} look like {top}'
