@@ -47,7 +47,7 @@ def check_context(teacher, prompts=None, labels=None, guidance=None):
     if want == 'label' and not len(torch.as_tensor(labels).reshape(-1)): raise ValueError('`labels` is empty.')
     return context_set(prompts if prompts is not None else labels)
 
-# %% ../nbs/08_train.ipynb #c728d21e
+# %% ../nbs/08_train.ipynb #68e58bb5
 def step_generator(seed, step, process=0, device=None, micro=0):
     "The torch.Generator of a training step's micro-batch: seeded by (seed, step, process, micro), so any step's draws can be replayed."
     state = np.random.SeedSequence([seed, step, process] + ([micro] if micro else [])).generate_state(2, dtype=np.uint32)
@@ -83,6 +83,7 @@ def load_rng_states(path):
     cuda = [s[f'cuda.{i}'] for i in range(torch.cuda.device_count()) if f'cuda.{i}' in s]
     if cuda: torch.cuda.set_rng_state_all(cuda)
 
+# %% ../nbs/08_train.ipynb #bd37a939
 def _save_student_hook(accelerator, models, weights, folder):
     "accelerate save hook: the student as a student folder, student/, in place of model.safetensors."
     if accelerator.is_main_process: save_student(accelerator.unwrap_model(models[0]), Path(folder) / 'student')
@@ -122,6 +123,7 @@ def save_checkpoint(accelerator, step, config, out_dir, keep=2, fingerprint=None
     accelerator.wait_for_everyone()
     return final
 
+# %% ../nbs/08_train.ipynb #31e12ab2
 _STATE_FIELDS = {'step': (lambda v: is_number(v, 0, integer=True), 'a non-negative integer'),
                  'config': (lambda v: isinstance(v, dict), 'an object'), 'fingerprint': (lambda v: v is None or isinstance(v, dict), 'null or an object')}
 
@@ -212,6 +214,7 @@ def resolved_precision(c):
     if c.mixed_precision != 'auto': return c.mixed_precision
     return 'bf16' if not c.cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else 'no'
 
+# %% ../nbs/08_train.ipynb #e4c5630f
 class Distiller:
     "One BOOT run in memory: accelerator, student, optimizer and loss, checked together; `train_step(k)` is step k of Algorithm 1."
     def __init__(self, teacher, student=None, config=None, **kwargs):
@@ -311,8 +314,7 @@ class Distiller:
             f'{str(last_checkpoint) if last_checkpoint else "none (no checkpoint was written yet)"}. '
             'Try a lower lr, bf16 instead of fp16, or a larger r_min; then resume=True continues from that checkpoint.')
 
-
-# %% ../nbs/08_train.ipynb #43c57be6
+# %% ../nbs/08_train.ipynb #0989d2c6
 def idle_cores(interval=0.2):
     "How many of this process's cores the other processes leave idle now: /proc/stat read `interval` s apart while this one sleeps (Linux; else None)."
     try:
@@ -334,6 +336,7 @@ def cpu_threads(c, device):
     try: yield torch.get_num_threads()
     finally: torch.set_num_threads(before)
 
+# %% ../nbs/08_train.ipynb #cdd75163
 @contextmanager
 def _stop_on_interrupt():
     "Turn the first Ctrl-C (SIGINT) into a request to stop after the current step; a second one interrupts at once."
@@ -364,6 +367,7 @@ def _open_log(path, start):
     if dropped: warnings.warn(f'{path}: dropped {dropped} damaged line(s) (a run killed mid-write); the checkpoint decides where the log goes on.')
     os.replace(tmp, path)
 
+# %% ../nbs/08_train.ipynb #0cf4b7bc
 def run_fingerprint(teacher, student):
     "What a checkpoint records of the run's teacher (innermost under wrappers with a `teacher`) and student, to refuse resuming with others."
     inner = teacher
@@ -409,6 +413,7 @@ def resume_checkpoint(accelerator, c, fingerprint):
     raise BOOTFileError(e.path, e.what + (f'; none of the {len(failed) - 1} checkpoint(s) before it loads either' if len(failed) > 1 else ''),
                         'No checkpoint of this run can be resumed: start it again in a new `out_dir`, or restore the checkpoint')
 
+# %% ../nbs/08_train.ipynb #deaaf2b4
 def out_of_memory(e):
     "Whether `e` is running out of memory: CUDA's `torch.OutOfMemoryError`, Python's `MemoryError`, or a CPU allocation torch could not make."
     return isinstance(e, (torch.OutOfMemoryError, MemoryError)) or isinstance(e, RuntimeError) and "can't allocate memory" in str(e)
@@ -446,6 +451,7 @@ def run_lock(out_dir, enabled=True):
     try: yield
     finally: _LOCKED.discard(key); fh.seek(0); fh.truncate(); fcntl.flock(fh, fcntl.LOCK_UN); fh.close()
 
+# %% ../nbs/08_train.ipynb #b5bad19d
 def distill(teacher, student=None, config=None, **settings):
     """Distil `teacher` (a teacher object, or a name, folder or hub id for `load_teacher`) into a one-step BOOT student with
     Algorithm 1; returns the trained student. `settings` are `DistillConfig`'s fields (`help(DistillConfig)` lists them). E.g.
@@ -461,6 +467,7 @@ def distill(teacher, student=None, config=None, **settings):
         d = Distiller(teacher, student, c)                                          # every check, before a file is touched
         with run_lock(c.out_dir, enabled=d.accelerator.is_main_process): return _distill(teacher, d)
 
+# %% ../nbs/08_train.ipynb #286f4340
 def _distill(teacher, d):
     "The run of `distill` on a checked `Distiller`, under its output folder's lock."
     from tqdm.auto import tqdm
@@ -526,4 +533,3 @@ distill.__signature__ = inspect.Signature(         # help(distill) and editors l
      inspect.Parameter('student', inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None),
      inspect.Parameter('config', inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)]
     + [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default) for f in fields(DistillConfig)])
-
