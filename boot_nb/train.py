@@ -4,22 +4,21 @@
 
 # %% auto #0
 __all__ = ['CHECKPOINT_FIX', 'cond_kind', 'check_context', 'step_generator', 'save_rng_states', 'load_rng_states',
-           'save_checkpoint', 'read_checkpoint_state', 'load_checkpoint', 'ShownFigure', 'as_images', 'image_grid',
-           'comparison_figure', 'resolved_precision', 'Distiller', 'idle_cores', 'cpu_threads', 'run_fingerprint',
-           'resume_checkpoint', 'out_of_memory', 'run_lock', 'distill']
+           'save_checkpoint', 'read_checkpoint_state', 'load_checkpoint', 'resolved_precision', 'Distiller',
+           'idle_cores', 'cpu_threads', 'run_fingerprint', 'resume_checkpoint', 'out_of_memory', 'run_lock', 'distill']
 
 # %% ../nbs/08_train.ipynb #7a1b73a9
-import dataclasses, hashlib, inspect, io, json, math, os, pickle, random, shutil, signal, socket, threading, time, warnings, zipfile
+import dataclasses, hashlib, inspect, json, math, os, pickle, random, shutil, signal, socket, threading, time, warnings, zipfile
 from contextlib import contextmanager, nullcontext
 from dataclasses import fields
 from functools import partial
 from pathlib import Path
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from torch import nn
 from .config import RESUMABLE, DistillConfig, check_out_dir, checkpoints, make_config
 from .files import BOOTFileError, check_fields, is_number, load_weights, parse_json, read_json
+from .plots import ShownFigure, as_images, comparison_figure, image_grid     # the first three re-exported: they lived here
 from .losses import BOOTLoss, loss_distance, residual_by_t
 from .quality import teacher_fingerprint
 from .sampling import ddim_sample, one_step_sample
@@ -163,44 +162,6 @@ def load_checkpoint(accelerator, folder):
         raise BOOTFileError(folder, f'holds a file that is not what boot_nb writes ({type(e).__name__}: {why})', CHECKPOINT_FIX) from e
     finally: hook.remove(); accelerator.scaler = scaler
     return state
-
-# %% ../nbs/08_train.ipynb #a2d38385
-class ShownFigure(Figure):
-    "A matplotlib Figure made without pyplot (training never touches the notebook's plots) that Jupyter and Colab still show."
-    def _repr_png_(self):
-        buf = io.BytesIO()
-        self.savefig(buf, format='png', dpi=100)
-        return buf.getvalue()
-
-def as_images(x, teacher):
-    "Samples `x` (B, C, H, W) in [-1, 1], decoded first for a latent teacher, as RGB images (B, H, W, 3) in [0, 1] for a figure."
-    if hasattr(teacher, 'decode'): x = teacher.decode(x)
-    x = x.detach().float().cpu().clamp(-1, 1)
-    return (x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x[:, :3]).permute(0, 2, 3, 1) / 2 + 0.5
-
-def image_grid(images, pad=1):
-    "A square grid (H, W, 3) of `images` (B, h, w, 3) in [0, 1], `pad` white pixels around each, so samples stand apart."
-    n = math.ceil(math.sqrt(len(images)))
-    im = torch.cat([images, images.new_ones(n * n - len(images), *images.shape[1:])])
-    im = torch.nn.functional.pad(im, (0, 0, pad, pad, pad, pad), value=1.)
-    h, w = im.shape[1:3]
-    return im.reshape(n, n, h, w, 3).permute(0, 2, 1, 3, 4).reshape(n * h, n * w, 3)
-
-def comparison_figure(teacher, teacher_x, student_x, titles):
-    "Teacher samples beside student samples (image grids, or scatter plots of the first 2 dims), as a `ShownFigure`."
-    fig = ShownFigure(figsize=(8, 4.2))
-    axs = fig.subplots(1, 2)
-    for ax, x, title in zip(axs, [teacher_x, student_x], titles):
-        if len(teacher.sample_shape) == 3 or hasattr(teacher, 'decode'):
-            ax.imshow(image_grid(as_images(x, teacher)).numpy()); ax.axis('off')
-        else:
-            p = x.detach().float().cpu().flatten(1)
-            ax.scatter(p[:, 0], p[:, 1] if p.shape[1] > 1 else torch.zeros(len(p)), s=2, alpha=0.5)
-            ax.set_aspect('equal'); ax.set_xlim(axs[0].get_xlim()); ax.set_ylim(axs[0].get_ylim())
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
-
 
 # %% ../nbs/08_train.ipynb #3907b9d7
 def _fp16_runs(c):

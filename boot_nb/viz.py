@@ -10,7 +10,7 @@ __all__ = ['signal_paths', 'draw_signal_paths', 'signal_path_explorer', 'nfe_sam
 import torch
 from .sampling import ddim_sample, ddim_signal_sample, one_step_sample, time_grid
 from .teachers import GuidedTeacher
-from .train import ShownFigure, as_images, image_grid
+from .plots import ShownFigure, as_images, image_grid
 
 # %% ../nbs/10_explore.ipynb #2529f290
 @torch.no_grad()
@@ -36,10 +36,6 @@ def _nearest(ts, t):
     "The index of the grid time closest to `t`."
     return int((ts - t).abs().argmin())
 
-def _strip(images, pad=1):
-    "Images (n, h, w, 3) side by side, `pad` white pixels around each: (h + 2 pad, n (w + 2 pad), 3)."
-    return torch.cat(list(torch.nn.functional.pad(images, (0, 0, pad, pad, pad, pad), value=1.)), 1)
-
 def draw_signal_paths(paths, times, data=None, teacher=None, n_images=8):
     "One panel per time in `times` (nearest grid time): 2-D points and paths, or rows of images (needs `teacher` for decoding)."
     keys = [k for k in _PATH_KEYS if paths[k] is not None]
@@ -50,7 +46,7 @@ def draw_signal_paths(paths, times, data=None, teacher=None, n_images=8):
         i = _nearest(paths['t'], t)
         ax.set_title(f't = {paths["t"][i]:.3f}')
         if image:
-            ax.imshow(torch.cat([_strip(as_images(paths[k][i][:n_images], teacher)) for k in keys]).numpy())
+            ax.imshow(torch.cat([image_grid(as_images(paths[k][i][:n_images], teacher), nrow=n_images) for k in keys]).numpy())
             h = ax.get_images()[0].get_array().shape[0] / len(keys)
             ax.set_yticks([(j + 0.5) * h for j in range(len(keys))] if ax is axs[0] else [], [_PATH_KEYS[k] for k in keys] if ax is axs[0] else [])
             ax.set_xticks([])

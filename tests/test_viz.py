@@ -6,8 +6,8 @@ import torch
 from boot_nb.exact import GaussianMixtureTeacher, dataset_teacher, digits
 from boot_nb.losses import gaussian_signal
 from boot_nb.sampling import ddim_sample, one_step_sample
-from boot_nb.train import as_images, image_grid
-from boot_nb.viz import (_nearest, _strip, draw_guided, draw_nfe, draw_signal_paths, guidance_explorer, guided_samples,
+from boot_nb.plots import as_images, image_grid
+from boot_nb.viz import (_nearest, draw_guided, draw_nfe, draw_signal_paths, guidance_explorer, guided_samples,
                          nfe_explorer, nfe_samples, signal_path_explorer, signal_paths)
 
 MU, STD = torch.tensor([[1.5, -0.5]]), 0.6
@@ -67,7 +67,7 @@ def test_draw_signal_paths_images_draws_the_rows():
     assert p['student'] is None
     fig = draw_signal_paths(p, [0.4], teacher=teacher, n_images=3)
     i = _nearest(p['t'], 0.4)
-    want = torch.cat([_strip(as_images(p[k][i], teacher)) for k in ['x', 'y', 'f']]).numpy()
+    want = torch.cat([image_grid(as_images(p[k][i], teacher), nrow=3) for k in ['x', 'y', 'f']]).numpy()
     np.testing.assert_allclose(fig.axes[0].get_images()[0].get_array(), want)
 
 
