@@ -21,7 +21,7 @@ SITE=${SITE:-/tmp/site}
 mkdir -p "$OUT"
 
 wheels=(.whl/*.whl)
-[ -e "${wheels[0]}" ] || { echo "No wheels in .whl/: download them first (the commands at the top of this script) and carry .whl to this machine."; exit 1; }
+[ -e "${wheels[0]}" ] || { echo "No wheels in .whl/: download them first (the commands at the top of this script) and copy .whl/ to this machine."; exit 1; }
 old_safetensors=$(python3 -c "
 import importlib.metadata as m
 try: v = tuple(int(x) for x in m.version('safetensors').split('.')[:2])

@@ -253,7 +253,7 @@ def hub_reachable(timeout=3.):
 def _hub_folder(name, **kwargs):
     "A local snapshot of hub pipeline `name` (without safety checker and the like): from the cache if there, else downloaded."
     try: return diffusers.DiffusionPipeline.download(name, local_files_only=True, **_UNUSED, **kwargs)
-    except Exception: pass
+    except OSError: pass            # not in the local cache (huggingface_hub's LocalEntryNotFoundError is an OSError)
     if not hub_reachable():
         raise OSError(
             f'Cannot load {name!r}: it is not a local folder, not a teacher shipped with boot_nb '
