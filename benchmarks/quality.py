@@ -106,14 +106,14 @@ def _start(case, seed):
     return teacher, None if case['student'] is None else MLPStudent(teacher.sample_shape, **case['student'])
 
 
-def run_case(name, case, seed=0, steps_scale=1.):
+def run_case(name, case, seed=0, steps_scale=1., settings={}):
     print(f'\n== {name}', flush=True)
     teacher, student = _start(case, seed)
     steps = max(1, round(case['steps'] * steps_scale))
     t0, c0 = time.time(), time.process_time()
     with tempfile.TemporaryDirectory() as out:
-        student = distill(teacher, student, steps=steps, batch_size=case['batch_size'], lr=case.get('lr'), seed=seed, out_dir=out,
-                          checkpoint_every=steps, sample_every=0, progress=False)
+        student = distill(teacher, student, out_dir=out, checkpoint_every=steps, sample_every=0, progress=False,
+                          **{'steps': steps, 'batch_size': case['batch_size'], 'lr': case.get('lr'), 'seed': seed, **settings})
     train = {'wall_s': round(time.time() - t0, 1), 'cpu_s': round(time.process_time() - c0, 1)}
     rows = evaluate(teacher, student, case, seed)
     print(quality_table(rows))
@@ -124,7 +124,7 @@ def run_case(name, case, seed=0, steps_scale=1.):
     print(f'target: beat {case["target"]} on {", ".join(on)}: {"met" if met else "MISSED"} '
           f'(baseline minus student: {", ".join(f"{c} {m:+.4g}" for c, m in margins.items())}); '
           f'training {steps} steps took {train["wall_s"]} s wall, {train["cpu_s"]} s CPU', flush=True)
-    return {'steps': steps, 'batch_size': case['batch_size'], 'student': case['student'] or 'copy of the teacher', 't_max': student.t_max,
+    return {'steps': steps, 'batch_size': settings.get('batch_size', case['batch_size']), 'settings': settings, 'student': case['student'] or 'copy of the teacher', 't_max': student.t_max,
             'samples': case['n'], 'reference': f'Heun, {case["ref_steps"]} steps', 'training': train, 'rows': rows,
             'target': case['target'], 'target_on': list(on), 'margins': margins, 'met': met}
 
@@ -205,8 +205,13 @@ def main(argv=None):
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--steps-scale', type=float, default=1., help='multiply every case\'s training steps (quick runs)')
     p.add_argument('--threads', type=int, default=1, help='torch CPU threads (default: %(default)s)')
+    p.add_argument('--set', nargs='+', default=[], metavar='NAME=VALUE',
+                   help='distill settings for every case, e.g. delta=0.3 solver=ddim batch_size=64 (an ablation; values read as Python literals)')
     p.add_argument('--budgets', type=float, nargs='+', help='multiples of each case\'s steps: one constant-lr run evaluated after each')
     args = p.parse_args(argv)
+    import ast
+    settings = {k: ast.literal_eval(v) if v[:1] in '0123456789.-[(' or v in ('True', 'False', 'None') else v
+                for k, v in (a.split('=', 1) for a in args.set)}
     torch.set_num_threads(args.threads)
     out = Path(args.out or f'benchmarks/results/{"budget" if args.budgets else "quality"}.json')
     # Cases run before (e.g. by an earlier `--cases ...`) stay in the file; the ones run now replace theirs.
@@ -215,7 +220,7 @@ def main(argv=None):
     start = time.time()
     for name in args.cases:
         run = run_budgets(name, CASES[name], args.budgets, args.seed, args.steps_scale) if args.budgets else \
-            run_case(name, CASES[name], args.seed, args.steps_scale)
+            run_case(name, CASES[name], args.seed, args.steps_scale, settings)
         results['cases'][name] = {'machine': machine, 'seed': args.seed, **run}
     results['cases'] = {k: results['cases'][k] for k in CASES if k in results['cases']}
     out.parent.mkdir(parents=True, exist_ok=True)
