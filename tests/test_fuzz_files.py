@@ -149,6 +149,10 @@ def test_crafted_pipeline_and_teacher_folders(tmp_path):
     refused(lambda: BOOTPipeline.from_pretrained(pipe_dir), str(unet), marker)
     save_file({k: v for k, v in sd.items() if k != 'conv_in.bias'}, unet)        # diffusers alone loads it, conv_in.bias random
     refused(lambda: BOOTPipeline.from_pretrained(pipe_dir), str(unet.parent), marker)
+    config = json.loads((pipe_dir / 'unet' / 'config.json').read_text())
+    (pipe_dir / 'unet' / 'config.json').write_text(json.dumps({**config, 'block_out_channels': [8192, 65536]}))    # 1.8 TB of float32
+    msg = refused(lambda: BOOTPipeline.from_pretrained(pipe_dir), str(pipe_dir / 'unet' / 'config.json'), marker)
+    assert 'makes a UNet2DModel of 4.89e+11 parameters' in msg, msg                                                  # before allocating
     (pipe_dir / 'unet' / 'config.json').write_text('[]')
     refused(lambda: BOOTPipeline.from_pretrained(pipe_dir), str(pipe_dir / 'unet' / 'config.json'), marker)
     # a teacher folder: its model_index.json, and the boot_nb.json beside it
