@@ -26,6 +26,8 @@ class DistillConfig:
     lr_schedule: str = _setting('cosine', 'cosine: decay to 0 over `steps`; constant: hold it', choices=('cosine', 'constant'))
     weight_decay: float = _setting(0., 'AdamW weight decay')
     grad_clip: float = _setting(1., 'clip the gradient norm at this (0: no clipping)')
+    ema_decay: float | None = _setting(None, "decay of an exponential moving average of the student's weights, which a finished run's "
+                                       'student ends with (None: no average; the paper needs none)')
     delta: float = _setting(0.15, 'the step from t to s = max(t - delta, t_min) (Algorithm 1, line 4)')
     t_min: float | None = _setting(None, "the data end; None: 0.002, or the teacher's first training timestep 1/N if later")
     t_max: float | None = _setting(None, "the noise end (boundary loss); None: 1, or where a teacher copy's gain reaches 10")
@@ -61,15 +63,16 @@ class DistillConfig:
         for name in ('steps', 'batch_size', 'grad_accum', 'checkpoint_every', 'sample_every', 'sample_steps', 'log_every', 'diagnose_every', 'seed'):
             v, low = getattr(self, name), 0 if name in ('sample_every', 'diagnose_every', 'seed') else 1
             if not isinstance(v, int) or isinstance(v, bool) or v < low: raise ValueError(f'`{name}` must be an integer >= {low}, got {v!r}.')
-        for name in ('lr', 'weight_decay', 'grad_clip', 'delta', 't_min', 't_max', 'beta', 'r_min', 'guidance'):
+        for name in ('lr', 'weight_decay', 'grad_clip', 'ema_decay', 'delta', 't_min', 't_max', 'beta', 'r_min', 'guidance'):
             v = getattr(self, name)
-            if v is None and name in ('lr', 't_min', 't_max', 'r_min', 'guidance'): continue         # None: the default
+            if v is None and name in ('lr', 'ema_decay', 't_min', 't_max', 'r_min', 'guidance'): continue         # None: the default
             if isinstance(v, bool) or not isinstance(v, (int, float)): raise TypeError(f'`{name}` must be a number, got {v!r}.')
             if not math.isfinite(v): raise ValueError(f'`{name}` must be a finite number, got {v!r}.')
         for name, ok, want in [('lr', self.lr is None or self.lr > 0, '> 0'), ('delta', 0 < self.delta < 1, 'in (0, 1), a step in time'),
                                ('beta', self.beta >= 0, '>= 0'), ('grad_clip', self.grad_clip >= 0, '>= 0'),
                                ('weight_decay', self.weight_decay >= 0, '>= 0'), ('threads', self.threads is None or self.threads >= 1, '>= 1'),
-                               ('r_min', self.r_min is None or 0 < self.r_min <= 1, 'in (0, 1]')]:
+                               ('r_min', self.r_min is None or 0 < self.r_min <= 1, 'in (0, 1]'),
+                               ('ema_decay', self.ema_decay is None or 0 < self.ema_decay < 1, 'in (0, 1)')]:
             if not ok: raise ValueError(f'`{name}` must be {want}, got {getattr(self, name)}.')
         t_min, t_max = 0 if self.t_min is None else self.t_min, 1 if self.t_max is None else self.t_max
         if not 0 <= t_min < t_max <= 1: raise ValueError(f'Need 0 <= t_min < t_max <= 1, got t_min={self.t_min}, t_max={self.t_max}.')

@@ -315,3 +315,23 @@ def test_per_t_diagnostics_are_logged_and_change_nothing(tmp_path):
         assert len(r['t_bins']) == len(r['bs_by_t']) == 8 and all(math.isfinite(v) and v >= 0 for v in r['bs_by_t'] + [r['bc_fixed']])
         assert r['t_bins'] == sorted(r['t_bins']) and 0 < r['t_bins'][0] and r['t_bins'][-1] < 1
     assert not any('bs_by_t' in json.loads(l) for l in (tmp_path / 'b' / 'log.jsonl').read_text().splitlines())
+
+
+
+def test_ema_ends_in_the_student_and_resumes_bit_exact(tmp_path):
+    """`ema_decay`: the finished student holds the moving average of its weights while training follows the raw ones; the average
+    is in every checkpoint, so a run stopped at one and resumed ends bit-identical; a checkpoint that lost it falls back."""
+    run = lambda out, steps, resume=False, decay=0.8: distill(ring(), small(), **{**RUN, 'steps': steps}, out_dir=out, resume=resume,
+                                                              ema_decay=decay, lr_schedule='constant')   # a rate of the step alone
+    same = lambda a, b: a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    full = weights(run(tmp_path / 'full', 6))
+    assert same(full, weights(load_student(tmp_path / 'full' / 'student')))             # the saved student is the returned one
+    run(tmp_path / 'cut', 3)
+    assert (checkpoints(tmp_path / 'cut')[-1][1] / 'ema.safetensors').exists()
+    assert same(weights(run(tmp_path / 'cut', 6, resume=True)), full)                   # resumed: the same average, bit for bit
+    raw = weights(run(tmp_path / 'raw', 6, decay=None))
+    assert not same(raw, full)                                                          # the student is the average, not the last weights
+    assert same(weights(load_student(checkpoints(tmp_path / 'full')[-1][1] / 'student')), raw)   # a checkpoint trains on: raw weights
+    (checkpoints(tmp_path / 'full')[-1][1] / 'ema.safetensors').unlink()                # the newest checkpoint loses its average
+    with pytest.warns(UserWarning, match='has no ema.safetensors'): run(tmp_path / 'full', 9, resume=True)
+    assert [s for s, _ in checkpoints(tmp_path / 'full')] == [6, 9] and (tmp_path / 'full' / 'checkpoints' / 'damaged-step-00000006').is_dir()
