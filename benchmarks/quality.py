@@ -149,7 +149,7 @@ def readme_table(results):
     return '\n'.join(lines)
 
 
-def run_budgets(name, case, budgets, seed=0, steps_scale=1.):
+def run_budgets(name, case, budgets, seed=0, steps_scale=1., settings={}):
     "One constant-lr run of `case`, evaluated after each budget (a multiple of the case's steps), resuming between them."
     print(f'\n== {name}: budgets {budgets} x {case["steps"]} steps', flush=True)
     teacher, student = _start(case, seed)
@@ -158,13 +158,13 @@ def run_budgets(name, case, budgets, seed=0, steps_scale=1.):
         for i, b in enumerate(sorted(budgets)):
             steps = round(base * b)
             student = distill(teacher, student, steps=steps, batch_size=case['batch_size'], lr=case.get('lr'), seed=seed, out_dir=out,
-                              lr_schedule='constant', checkpoint_every=base, sample_every=0, progress=False, resume=i > 0)
+                              lr_schedule='constant', checkpoint_every=base, sample_every=0, progress=False, resume=i > 0, **settings)
             rows = evaluate(teacher, student, case, seed)
             by = {r['method']: r for r in rows}
             points.append({'budget': b, 'steps': steps, 'samples': steps * case['batch_size'], 'wall_s': round(time.time() - t0, 1),
                            'student': by[STUDENT]})
             print(f'{b:g}x ({steps} steps): ' + ', '.join(f'{k} {v:.4g}' for k, v in by[STUDENT].items() if isinstance(v, float)), flush=True)
-    return {'steps': base, 'batch_size': case['batch_size'], 'lr': case.get('lr'), 'lr_schedule': 'constant', 't_max': student.t_max,
+    return {'steps': base, 'batch_size': case['batch_size'], 'lr': case.get('lr'), 'lr_schedule': 'constant', 'settings': settings, 't_max': student.t_max,
             'samples': case['n'], 'teacher': [r for r in rows if r['method'] != STUDENT], 'points': points}
 
 
@@ -173,7 +173,8 @@ def budget_table(results):
     lines = []
     for name, r in results['cases'].items():
         metrics = [m for m in ('endpoint', 'fd', 'mmd') if m in r['points'][0]['student']]
-        lines += [f'\n**{CASES[name]["title"]}** (batch {r["batch_size"]}, lr {r["lr"] or "default"}, constant; {r["samples"]} samples)\n',
+        extra = ''.join(f', {k} {v}' for k, v in r.get('settings', {}).items())
+        lines += [f'\n**{CASES[name]["title"]}** (batch {r["batch_size"]}, lr {r["lr"] or "default"}, constant{extra}; {r["samples"]} samples)\n',
                   '| | ' + ' | '.join(metrics) + ' |', '|---|' + '---|' * len(metrics)]
         lines += [f'| teacher {t["method"].removeprefix("teacher ")} | ' + ' | '.join(f'{t[m]:.3g}' for m in metrics) + ' |'
                   for t in r['teacher'] if t['method'].startswith('teacher DDIM')]
@@ -219,7 +220,7 @@ def main(argv=None):
     machine = f'{platform.machine()} CPU, torch {torch.__version__}, {args.threads} thread(s)'
     start = time.time()
     for name in args.cases:
-        run = run_budgets(name, CASES[name], args.budgets, args.seed, args.steps_scale) if args.budgets else \
+        run = run_budgets(name, CASES[name], args.budgets, args.seed, args.steps_scale, settings) if args.budgets else \
             run_case(name, CASES[name], args.seed, args.steps_scale, settings)
         results['cases'][name] = {'machine': machine, 'seed': args.seed, **run}
     results['cases'] = {k: results['cases'][k] for k in CASES if k in results['cases']}
