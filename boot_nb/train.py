@@ -208,6 +208,7 @@ class Distiller:
         # the moving average of `ema_decay` (torch's EMA update, on the device, no sync), checkpointed and given to the finished student
         self.ema = {k: p.detach().clone() for k, p in student.named_parameters()} if c.ema_decay else None
         self._ema_update = torch.optim.swa_utils.get_ema_multi_avg_fn(c.ema_decay) if c.ema_decay else None
+        self._ema_pairs = (list(self.ema.values()), [p for _, p in student.named_parameters()]) if c.ema_decay else None
         self.nonfinite = torch.zeros((), dtype=torch.long, device=device)          # steps skipped since the last `finite_check`
         self.first_nonfinite = torch.zeros((), dtype=torch.long, device=device)    # the first of them (1-based), 0 if none
 
@@ -263,9 +264,7 @@ class Distiller:
         if self.fused and acc.scaler is None: opt.optimizer.found_inf = bad.float()           # skips the update on the device
         elif not self.fused and bool(bad): opt.zero_grad(set_to_none=True); return vals       # other devices: a host check
         opt.step(); opt.zero_grad(set_to_none=True)       # (under fp16 the GradScaler skips a step whose gradients are not finite)
-        if self.ema is not None:
-            params = dict(acc.unwrap_model(self.student).named_parameters())
-            self._ema_update(list(self.ema.values()), [params[k].detach() for k in self.ema], None)
+        if self.ema is not None: self._ema_update(*self._ema_pairs, None)
         return vals
 
     def finite_check(self, last_checkpoint):
