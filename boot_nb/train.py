@@ -4,11 +4,11 @@
 
 # %% auto #0
 __all__ = ['CHECKPOINT_FIX', 'EMA_NAME', 'step_generator', 'save_rng_states', 'load_rng_states', 'save_checkpoint',
-           'read_checkpoint_state', 'load_checkpoint', 'resolved_precision', 'Distiller', 'idle_cores', 'cpu_threads',
-           'run_fingerprint', 'resume_checkpoint', 'out_of_memory', 'run_lock', 'distill']
+           'read_checkpoint_state', 'load_checkpoint', 'Distiller', 'cpu_threads', 'run_fingerprint',
+           'resume_checkpoint', 'out_of_memory', 'run_lock', 'distill']
 
 # %% ../nbs/08_train.ipynb #7a1b73a9
-import dataclasses, hashlib, inspect, json, math, os, pickle, random, shutil, signal, socket, threading, time, warnings, zipfile
+import hashlib, inspect, json, math, os, pickle, random, shutil, signal, socket, threading, time, warnings, zipfile
 from contextlib import contextmanager, nullcontext
 from dataclasses import fields
 from functools import partial
@@ -16,14 +16,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from .config import RESUMABLE, DistillConfig, check_out_dir, checkpoints, make_config
+from .config import RESUMABLE, DistillConfig, check_out_dir, checkpoints, cpu_thread_count, make_config
+from .config import idle_cores, resolved_precision       # re-exported for one release: they lived here
 from .files import BOOTFileError, check_fields, is_number, load_weights, parse_json, read_json
 from .plots import ShownFigure, as_images, comparison_figure, image_grid     # the first three re-exported: they lived here
 from .losses import BOOTLoss, loss_distance, residual_by_t
 from .quality import teacher_fingerprint
 from .sampling import ddim_sample, one_step_sample
 from .schedules import schedule_config
-from .student import default_t_max, make_student, save_student, student_config
+from .student import make_student, save_student, student_config
 from .pipeline import save_trained
 from .conditioning import GuidedTeacher, check_context, cond_kind, context_set
 from .teachers import load_teacher
@@ -160,31 +161,13 @@ def load_checkpoint(accelerator, folder, ema=None):
     finally: hook.remove(); accelerator.scaler = scaler
     return state
 
-# %% ../nbs/08_train.ipynb #3907b9d7
-def _fp16_runs(c):
-    "Whether fp16 runs as fp16: on a CUDA GPU (on a CPU accelerate makes no GradScaler and the run is fp32 without a word)."
-    return not c.cpu and torch.cuda.is_available()
-
-def resolved_precision(c):
-    "The mixed precision `c` asks for, with 'auto' resolved: bf16 on a GPU that supports it, else none."
-    if c.mixed_precision == 'fp16' and not _fp16_runs(c):
-        raise ValueError("`mixed_precision`='fp16' needs a CUDA GPU; on a CPU pass mixed_precision='bf16' or 'no'.")
-    if c.mixed_precision != 'auto': return c.mixed_precision
-    return 'bf16' if not c.cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else 'no'
-
 # %% ../nbs/08_train.ipynb #e4c5630f
 class Distiller:
     "One BOOT run in memory: accelerator, student, optimizer and loss, checked together; `train_step(k)` is step k of Algorithm 1."
     def __init__(self, teacher, student=None, config=None, **kwargs):
         from accelerate import Accelerator
         from accelerate.state import AcceleratorState
-        c, schedule = make_config(config, kwargs), teacher.schedule
-        t_min = c.t_min if c.t_min is not None else max(0.002, 1 / getattr(schedule, 'num_train_timesteps', 500))
-        c = self.config = dataclasses.replace(c, t_min=t_min, t_max=c.t_max if c.t_max is not None else default_t_max(teacher, student),
-                                              mixed_precision=resolved_precision(c))
-        n = getattr(schedule, 'num_train_timesteps', None)
-        if n is not None and c.t_min < 1 / n - 1e-12:
-            raise ValueError(f'`t_min`={c.t_min} is below the teacher\'s first training timestep, t = 1/{n}; use t_min >= {1 / n:g}.')
+        c = self.config = make_config(config, kwargs).resolve(teacher, student)     # t_min, t_max, precision, threads (07c_config)
         AcceleratorState._reset_state()     # accelerate's state is process-global: without this a second run could not change precision
         acc = self.accelerator = Accelerator(cpu=c.cpu, mixed_precision=c.mixed_precision, log_with=c.log_with, project_dir=str(c.out_dir))
         device = acc.device
@@ -278,23 +261,11 @@ class Distiller:
             'Try a lower lr, bf16 instead of fp16, or a larger r_min; then resume=True continues from that checkpoint.')
 
 # %% ../nbs/08_train.ipynb #0989d2c6
-def idle_cores(interval=0.2):
-    "How many of this process's cores the other processes leave idle now: /proc/stat read `interval` s apart while this one sleeps (Linux; else None)."
-    try:
-        cores = {f'cpu{i}' for i in os.sched_getaffinity(0)}
-        def read():
-            with open('/proc/stat') as f: rows = [l.split() for l in f if l.split()[0] in cores]
-            return [(int(r[4]) + int(r[5]), sum(map(int, r[1:]))) for r in rows]      # (idle + iowait, total) ticks per core
-        before = read(); time.sleep(interval); after = read()
-    except (AttributeError, OSError, ValueError): return None
-    return sum((i1 - i0) / max(t1 - t0, 1) for (i0, t0), (i1, t1) in zip(before, after)) if before else None
-
 @contextmanager
 def cpu_threads(c, device):
     "Run with `c.threads` CPU threads, or on a CPU as many as are idle: a thread that must share its core makes every step wait for it."
     before = torch.get_num_threads()
-    n = c.threads
-    if n is None and device.type == 'cpu' and (idle := idle_cores()) is not None: n = min(before, max(1, round(idle)))
+    n = cpu_thread_count(c, device.type)           # a resolved config has its count; else the idle cores now
     if n: torch.set_num_threads(n)
     try: yield torch.get_num_threads()
     finally: torch.set_num_threads(before)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import boot_nb.cli
+import boot_nb.config
 import boot_nb.teachers
 import boot_nb.train
 from boot_nb.cli import main, option
@@ -180,8 +181,8 @@ def test_two_processes(tmp_path):
 
 def test_readme_command_on_the_shipped_digits_teacher(tmp_path, capsys, monkeypatch):
     "The README's main command, shortened: the shipped UNet distilled into a copy of itself, saved as a diffusers folder, with its grid."
-    measured, idle_cores = [], boot_nb.train.idle_cores
-    monkeypatch.setattr(boot_nb.train, 'idle_cores', lambda *a: measured.append(idle_cores(*a)) or measured[-1])
+    measured, idle_cores = [], boot_nb.config.idle_cores
+    monkeypatch.setattr(boot_nb.config, 'idle_cores', lambda *a: measured.append(idle_cores(*a)) or measured[-1])
     assert main(['distill', '--teacher', 'digits', '--out', str(tmp_path), '--steps', '2', '--batch-size', '4', '--lr', '1e-3',
                  '--sample-every', '2', '--eval-samples', '0', '--no-progress']) == 0
     student, teacher = load_student(tmp_path / 'student'), load_teacher('digits')

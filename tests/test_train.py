@@ -284,19 +284,19 @@ def test_compile_trains_the_same_student(tmp_path):
 
 
 def test_idle_cores_sees_a_busy_process_and_distill_leaves_its_core_alone(monkeypatch):
-    from boot_nb import train
-    if train.idle_cores() < 1.5: pytest.skip('other processes keep this machine too busy to see one more')
+    from boot_nb import config, train
+    if config.idle_cores() < 1.5: pytest.skip('other processes keep this machine too busy to see one more')
     spin = subprocess.Popen([sys.executable, '-c', 'while True: pass'])
     try:
         time.sleep(0.3)
-        busy = train.idle_cores()
+        busy = config.idle_cores()
     finally: spin.kill(); spin.wait()
-    assert busy <= train.idle_cores() - 0.5           # one process spinning takes about one core
+    assert busy <= config.idle_cores() - 0.5           # one process spinning takes about one core
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(4)
         for idle, want in [(3.8, 4), (1.2, 1), (0.1, 1), (6.0, 4)]:       # never more than torch's setting, at least 1
-            monkeypatch.setattr(train, 'idle_cores', lambda idle=idle: idle)
+            monkeypatch.setattr(config, 'idle_cores', lambda idle=idle: idle)
             with train.cpu_threads(train.DistillConfig(), torch.device('cpu')) as n: assert n == want, (idle, n)
         with train.cpu_threads(train.DistillConfig(threads=3), torch.device('cpu')) as n: assert n == 3
         assert torch.get_num_threads() == 4                                  # put back after the run
