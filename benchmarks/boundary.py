@@ -1,13 +1,14 @@
 """Boundary benchmark: what a teacher copy's t_max costs and buys (`boot_nb.student`, eq. (S)).
 
-For the shipped digits teacher (v-prediction, cosine schedule) and the same network as an epsilon-prediction teacher on the
-linear DDPM and the IF cosine schedules (`quality.shipped_digits_eps`), and for t_max = `copy_t_max(schedule, type, G)` over
-a range of gain bounds G, it prints and writes (`benchmarks/results/boundary.json`):
+For the shipped digits teacher (v-prediction, cosine schedule) and the same network as an epsilon-prediction teacher on
+the linear DDPM and the IF cosine schedules (`quality.shipped_digits_eps`), and for t_max =
+`copy_t_max(schedule, type, G)` over a range of gain bounds G, it prints and writes
+(`benchmarks/results/boundary.json`):
 
 - `alpha`: alpha(t_max); `gain`: |c_out(t_max)|, which a copy that is exact at t_max must have;
 - `offset`: the mean L2 distance between the teacher's ODE solved from the student's boundary point
-  x = alpha f(eps, t_max) + sigma eps at t_max, and from eps at t = 1 (both Heun, 50 steps): the endpoint error of a perfect
-  student with that t_max.
+  x = alpha f(eps, t_max) + sigma eps at t_max, and from eps at t = 1 (both Heun, 50 steps): the endpoint error of a
+  perfect student with that t_max.
 
 and, for the copy at distill's default t_max before training, the rms of its signal y(eps, t) at a few t for three ways
 of converting its output: the teacher's own coefficients (u = t), those of t_max at every t, and eq. (S).
@@ -46,17 +47,20 @@ def offsets(teacher, n=100, steps=50, seed=1):
 
 
 def start_rms(teacher, n=64, seed=0, times=(0.002, 0.05, 0.2, 0.4)):
-    "rms of the untrained copy's signal at `times` and t_max, for each conversion of its output (u = t, u = t_max, eq. (S))."
+    """rms of the untrained copy's signal at `times` and t_max, for each conversion of its output (u = t, u = t_max, eq.
+    (S))."""
     eps = torch.randn(n, *teacher.sample_shape, generator=torch.Generator().manual_seed(seed))
     t_max = default_t_max(teacher)
     student = make_student(teacher, None, min(times), t_max, None, None)
-    ways = {'u = t': None, 'u = t_max': [t_max, t_max], '(S)': list(convert_range(teacher.schedule, teacher.prediction_type, t_max))}
+    ways = {'u = t': None, 'u = t_max': [t_max, t_max],
+            '(S)': list(convert_range(teacher.schedule, teacher.prediction_type, t_max))}
     rows = []
     for way, r in ways.items():
         kw = {'postprocess': False, **({} if r is None else {'convert_range': r})}
         with torch.no_grad():
             ys = [teacher.predict(student.net, eps, torch.full((n,), t), **kw) for t in (*times, t_max)]
-        rows.append({'conversion': way, 't_max': t_max, 'rms': {f'{t:g}': y.pow(2).mean().sqrt().item() for t, y in zip((*times, t_max), ys)}})
+        rows.append({'conversion': way, 't_max': t_max,
+                     'rms': {f'{t:g}': y.pow(2).mean().sqrt().item() for t, y in zip((*times, t_max), ys)}})
     return rows
 
 
@@ -71,11 +75,15 @@ def main(argv=None):
     for name, make in TEACHERS.items():
         rows = results['teachers'][name] = offsets(make())
         for r in rows:
-            print(f'| {name} | {r["max_gain"]:g} | {r["t_max"]:.4f} | {r["alpha"]:.3g} | {r["gain"]:.3g} | {r["offset"]:.3f} |', flush=True)
-    print('\n| teacher | conversion | ' + ' | '.join(f'rms of y at t = {t}' for t in ('0.002', '0.05', '0.2', '0.4', 't_max')) + ' |\n|---|---|' + '---:|' * 5)
+            print(f'| {name} | {r["max_gain"]:g} | {r["t_max"]:.4f} | {r["alpha"]:.3g} | {r["gain"]:.3g} | '
+                  f'{r["offset"]:.3f} |', flush=True)
+    print('\n| teacher | conversion | ' +
+          ' | '.join(f'rms of y at t = {t}' for t in ('0.002', '0.05', '0.2', '0.4', 't_max')) + ' |\n|---|---|' +
+          '---:|' * 5)
     for name, make in TEACHERS.items():
         rows = results['teachers'][name + ' (start)'] = start_rms(make())
-        for r in rows: print(f'| {name} | {r["conversion"]} | ' + ' | '.join(f'{v:.3g}' for v in r['rms'].values()) + ' |', flush=True)
+        for r in rows: print(f'| {name} | {r["conversion"]} | ' + ' | '.join(f'{v:.3g}' for v in r['rms'].values()) +
+                             ' |', flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1))
     print(f'wrote {args.out}')

@@ -1,25 +1,27 @@
 """Quality benchmark: one-step BOOT students against the teacher's DDIM with 1, 2, 4, 10 and 20 steps.
 
 Distils exact teachers (a 2-D and an 8-D Gaussian mixture, the optimal denoiser of 256 sklearn digits) into a small MLP
-student, and the shipped digits UNet teacher into a copy of itself, with `distill`'s default BOOT settings (delta, solver,
-beta; only the number of steps, the batch size, the student's size and, for the UNet, the learning rate are chosen here, to
-fit a 2-core CPU; t_max is distill's default). For each case it measures, on fixed noise (`boot_nb.quality.compare_to_ddim`):
+student, and the shipped digits UNet teacher into a copy of itself, with `distill`'s default BOOT settings (delta,
+solver, beta; only the number of steps, the batch size, the student's size and, for the UNet, the learning rate are
+chosen here, to fit a 2-core CPU; t_max is distill's default). For each case it measures, on fixed noise
+(`boot_nb.quality.compare_to_ddim`):
 
 - `endpoint`: the mean L2 distance of each sample to the teacher's ODE endpoint from the same noise (Heun, many steps);
-- a distribution distance to the data: MMD (`boot_nb.metrics.mmd`) for the exact teachers, and the Frechet distance of the
-  digit classifier's features (`boot_nb.metrics.frechet_distance` / `boot_nb.digits.digit_features`) for the digit teachers.
+- a distribution distance to the data: MMD (`boot_nb.metrics.mmd`) for the exact teachers, and the Frechet distance of
+  the digit classifier's features (`boot_nb.metrics.frechet_distance` / `boot_nb.digits.digit_features`) for the digit
+  teachers.
 
 It prints a table per case and writes `benchmarks/results/quality.json` (or `--out`), then the README's results table.
-A case's target names the DDIM baseline the one-step student must beat on both numbers (the shipped v-prediction UNet: on FD). Run
-from the repository root:
+A case's target names the DDIM baseline the one-step student must beat on both numbers (the shipped v-prediction UNet:
+on FD). Run from the repository root:
 
     python benchmarks/quality.py --threads 2          # all cases, about 30 minutes on 2 CPU cores
     python benchmarks/quality.py --cases gmm2d gmm8d  # some of them
 
-`--budgets 1 2 4 8` measures instead how quality grows with training: each case trains once with a constant learning rate
-and is evaluated after 1x, 2x, ... its steps (with a constant rate, resuming to more steps continues the very run a longer
-one would make, so each row is what a run of that budget gives). It writes `benchmarks/results/budget.json`, a markdown table
-and `budget.png` (quality against training samples, the teacher's DDIM-k as horizontal lines):
+`--budgets 1 2 4 8` measures instead how quality grows with training: each case trains once with a constant learning
+rate and is evaluated after 1x, 2x, ... its steps (with a constant rate, resuming to more steps continues the very run a
+longer one would make, so each row is what a run of that budget gives). It writes `benchmarks/results/budget.json`, a
+markdown table and `budget.png` (quality against training samples, the teacher's DDIM-k as horizontal lines):
 
     python benchmarks/quality.py --cases digits-unet --budgets 1 2 4 --out benchmarks/results/budget.json
 """
@@ -44,7 +46,8 @@ def shipped_digits():
 
 
 class EpsFromV(torch.nn.Module):
-    "A v-prediction UNet as an exact epsilon-prediction network on another schedule: the timestep of equal log-SNR, eps = a v + s x."
+    """A v-prediction UNet as an exact epsilon-prediction network on another schedule: the timestep of equal log-SNR,
+    eps = a v + s x."""
     def __init__(self, unet, schedule, new_schedule):
         super().__init__()
         self.unet, self.schedule, self.new_schedule, self.config = unet, schedule, new_schedule, unet.config
@@ -52,41 +55,46 @@ class EpsFromV(torch.nn.Module):
     def forward(self, x, timestep, **kwargs):
         from diffusers.models.unets.unet_2d import UNet2DOutput
         t = self.new_schedule.t_of_timestep(timestep.double())
-        v = self.unet(x, self.schedule.timestep(self.schedule.t_of_log_alpha2(self.new_schedule.log_alpha2(t))).float(), **kwargs).sample
+        v = self.unet(x, self.schedule.timestep(self.schedule.t_of_log_alpha2(self.new_schedule.log_alpha2(t))).float(),
+                      **kwargs).sample
         a, s = (g(t).to(x).reshape(-1, 1, 1, 1) for g in (self.new_schedule.alpha, self.new_schedule.sigma))
         return UNet2DOutput(sample=a * v + s * x)
 
 
 def shipped_digits_eps(beta_schedule='linear'):
-    "The shipped digits teacher as an epsilon-prediction teacher on a diffusers DDPM schedule: 'linear' (as google/ddpm-cifar10-32) or 'squaredcos_cap_v2' (as DeepFloyd IF)."
+    """The shipped digits teacher as an epsilon-prediction teacher on a diffusers DDPM schedule: 'linear' (as
+    google/ddpm-cifar10-32) or 'squaredcos_cap_v2' (as DeepFloyd IF)."""
     import diffusers
     from boot_nb.schedules import DiscreteSchedule
     from boot_nb.teachers import DiffusersTeacher
     v = shipped_digits()
-    new = DiscreteSchedule.from_scheduler(diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule=beta_schedule))
+    new = DiscreteSchedule.from_scheduler(diffusers.DDPMScheduler(num_train_timesteps=1000,
+                                                                  beta_schedule=beta_schedule))
     return DiffusersTeacher(EpsFromV(v.net, v.schedule, new), new, 'epsilon')
 
 
-# name: teacher, student (None: a copy of the teacher), training steps, batch and learning rate (None: distill's default), samples
-# and Heun steps for the reference, distribution metric, and the DDIM baseline to beat. The UNet case is the README's command;
-# its lr was chosen on it (1500 steps of 32, FD of the one-step student): 1e-4 (the default for a copy) 44, 3e-4 31, 1e-3 26.
-# The eps cases are the same teacher (the same x0 predictions, to 1e-6) as an epsilon-prediction network on the linear DDPM
-# schedule (the kind of google/ddpm-cifar10-32) and on the cosine schedule of DeepFloyd IF; their copies use the default t_max
-# where the gain of eq. (1) is 10 (`boot_nb.student`).
+# name: teacher, student (None: a copy of the teacher), training steps, batch and learning rate (None: distill's
+# default), samples and Heun steps for the reference, distribution metric, and the DDIM baseline to beat. The UNet case
+# is the README's command; its lr was chosen on it (1500 steps of 32, FD of the one-step student): 1e-4 (the default for
+# a copy) 44, 3e-4 31, 1e-3 26. The eps cases are the same teacher (the same x0 predictions, to 1e-6) as an
+# epsilon-prediction network on the linear DDPM schedule (the kind of google/ddpm-cifar10-32) and on the cosine schedule
+# of DeepFloyd IF; their copies use the default t_max where the gain of eq. (1) is 10 (`boot_nb.student`).
 CASES = {
-    'gmm2d': dict(title='2-D mixture', teacher=EXACT_TEACHERS['gmm2d'], student=dict(hidden=256, depth=4), steps=4000, batch_size=256,
-                  n=2000, ref_steps=200, metric='mmd', target='DDIM-4'),
-    'gmm8d': dict(title='8-D mixture', teacher=EXACT_TEACHERS['gmm8d'], student=dict(hidden=256, depth=4), steps=4000, batch_size=256,
-                  n=2000, ref_steps=200, metric='mmd', target='DDIM-10'),
-    'digits256': dict(title='256 digits (64-D)', teacher=EXACT_TEACHERS['digits-exact'], student=dict(hidden=256, depth=4), steps=3000, batch_size=256,
-                      n=1000, ref_steps=200, metric='fd', target='DDIM-2'),
-    'digits-unet': dict(title='shipped digits UNet (16x16)', teacher=shipped_digits, student=None, steps=1500, batch_size=32, lr=1e-3,
-                        n=500, ref_steps=50, metric='fd', target='DDIM-4', target_on=('fd',)),
-    'digits-unet-eps': dict(title='the same UNet, as epsilon-prediction (linear schedule)', teacher=shipped_digits_eps, student=None,
-                            steps=1500, batch_size=32, lr=1e-3, n=500, ref_steps=50, metric='fd', target='DDIM-4'),
+    'gmm2d': dict(title='2-D mixture', teacher=EXACT_TEACHERS['gmm2d'], student=dict(hidden=256, depth=4), steps=4000,
+                  batch_size=256, n=2000, ref_steps=200, metric='mmd', target='DDIM-4'),
+    'gmm8d': dict(title='8-D mixture', teacher=EXACT_TEACHERS['gmm8d'], student=dict(hidden=256, depth=4), steps=4000,
+                  batch_size=256, n=2000, ref_steps=200, metric='mmd', target='DDIM-10'),
+    'digits256': dict(title='256 digits (64-D)', teacher=EXACT_TEACHERS['digits-exact'],
+                      student=dict(hidden=256, depth=4), steps=3000, batch_size=256, n=1000, ref_steps=200, metric='fd',
+                      target='DDIM-2'),
+    'digits-unet': dict(title='shipped digits UNet (16x16)', teacher=shipped_digits, student=None, steps=1500,
+                        batch_size=32, lr=1e-3, n=500, ref_steps=50, metric='fd', target='DDIM-4', target_on=('fd',)),
+    'digits-unet-eps': dict(title='the same UNet, as epsilon-prediction (linear schedule)', teacher=shipped_digits_eps,
+                            student=None, steps=1500, batch_size=32, lr=1e-3, n=500, ref_steps=50, metric='fd',
+                            target='DDIM-4'),
     'digits-unet-eps-cos': dict(title='the same UNet, as epsilon-prediction (cosine schedule)',
-                                teacher=lambda: shipped_digits_eps('squaredcos_cap_v2'), student=None, steps=1500, batch_size=32,
-                                lr=1e-3, n=500, ref_steps=50, metric='fd', target='DDIM-4'),
+                                teacher=lambda: shipped_digits_eps('squaredcos_cap_v2'), student=None, steps=1500,
+                                batch_size=32, lr=1e-3, n=500, ref_steps=50, metric='fd', target='DDIM-4'),
 }
 
 
@@ -96,8 +104,9 @@ def evaluate(teacher, student, case, seed):
     n = case['n']
     eps = torch.randn(n, *teacher.sample_shape, generator=g)
     data = teacher.sample(n, generator=g) if hasattr(teacher, 'sample') else _digit_data(n, teacher)
-    return compare_to_ddim(teacher, student, eps, data=data, features=digit_features if case['metric'] == 'fd' else None,
-                           ddim_steps=DDIM_STEPS, ref_steps=case['ref_steps'], batch_size=n)
+    return compare_to_ddim(teacher, student, eps, data=data,
+                           features=digit_features if case['metric'] == 'fd' else None, ddim_steps=DDIM_STEPS,
+                           ref_steps=case['ref_steps'], batch_size=n)
 
 
 def _start(case, seed):
@@ -113,7 +122,8 @@ def run_case(name, case, seed=0, steps_scale=1., settings={}):
     t0, c0 = time.time(), time.process_time()
     with tempfile.TemporaryDirectory() as out:
         student = distill(teacher, student, out_dir=out, checkpoint_every=steps, sample_every=0, progress=False,
-                          **{'steps': steps, 'batch_size': case['batch_size'], 'lr': case.get('lr'), 'seed': seed, **settings})
+                          **{'steps': steps, 'batch_size': case['batch_size'], 'lr': case.get('lr'), 'seed': seed,
+                             **settings})
     train = {'wall_s': round(time.time() - t0, 1), 'cpu_s': round(time.process_time() - c0, 1)}
     rows = evaluate(teacher, student, case, seed)
     print(quality_table(rows))
@@ -124,9 +134,10 @@ def run_case(name, case, seed=0, steps_scale=1., settings={}):
     print(f'target: beat {case["target"]} on {", ".join(on)}: {"met" if met else "MISSED"} '
           f'(baseline minus student: {", ".join(f"{c} {m:+.4g}" for c, m in margins.items())}); '
           f'training {steps} steps took {train["wall_s"]} s wall, {train["cpu_s"]} s CPU', flush=True)
-    return {'steps': steps, 'batch_size': settings.get('batch_size', case['batch_size']), 'settings': settings, 'student': case['student'] or 'copy of the teacher', 't_max': student.t_max,
-            'samples': case['n'], 'reference': f'Heun, {case["ref_steps"]} steps', 'training': train, 'rows': rows,
-            'target': case['target'], 'target_on': list(on), 'margins': margins, 'met': met}
+    return {'steps': steps, 'batch_size': settings.get('batch_size', case['batch_size']), 'settings': settings,
+            'student': case['student'] or 'copy of the teacher', 't_max': student.t_max, 'samples': case['n'],
+            'reference': f'Heun, {case["ref_steps"]} steps', 'training': train, 'rows': rows, 'target': case['target'],
+            'target_on': list(on), 'margins': margins, 'met': met}
 
 
 def _digit_data(n, teacher):
@@ -144,28 +155,33 @@ def readme_table(results):
         by = {row['method']: row for row in r['rows']}
         for metric in [c for c in ('endpoint', 'fd', 'mmd') if c in r['rows'][0]]:
             target = f'beat {r["target"]}: {"met" if r["met"] else "missed"}' if metric in r['target_on'] else ''
-            lines.append(f'| {CASES[name]["title"]} | {metric} | ' + ' | '.join(f'{by[f"teacher DDIM-{k}"][metric]:.3g}' for k in DDIM_STEPS)
+            lines.append(f'| {CASES[name]["title"]} | {metric} | ' +
+                         ' | '.join(f'{by[f"teacher DDIM-{k}"][metric]:.3g}' for k in DDIM_STEPS)
                          + f' | **{by[STUDENT][metric]:.3g}** | {target} |')
     return '\n'.join(lines)
 
 
 def run_budgets(name, case, budgets, seed=0, steps_scale=1., settings={}):
-    "One constant-lr run of `case`, evaluated after each budget (a multiple of the case's steps), resuming between them."
+    """One constant-lr run of `case`, evaluated after each budget (a multiple of the case's steps), resuming between
+    them."""
     print(f'\n== {name}: budgets {budgets} x {case["steps"]} steps', flush=True)
     teacher, student = _start(case, seed)
     base, points, t0 = max(1, round(case['steps'] * steps_scale)), [], time.time()
     with tempfile.TemporaryDirectory() as out:
         for i, b in enumerate(sorted(budgets)):
             steps = round(base * b)
-            student = distill(teacher, student, steps=steps, batch_size=case['batch_size'], lr=case.get('lr'), seed=seed, out_dir=out,
-                              lr_schedule='constant', checkpoint_every=base, sample_every=0, progress=False, resume=i > 0, **settings)
+            student = distill(teacher, student, steps=steps, batch_size=case['batch_size'], lr=case.get('lr'),
+                              seed=seed, out_dir=out, lr_schedule='constant', checkpoint_every=base, sample_every=0,
+                              progress=False, resume=i > 0, **settings)
             rows = evaluate(teacher, student, case, seed)
             by = {r['method']: r for r in rows}
-            points.append({'budget': b, 'steps': steps, 'samples': steps * case['batch_size'], 'wall_s': round(time.time() - t0, 1),
-                           'student': by[STUDENT]})
-            print(f'{b:g}x ({steps} steps): ' + ', '.join(f'{k} {v:.4g}' for k, v in by[STUDENT].items() if isinstance(v, float)), flush=True)
-    return {'steps': base, 'batch_size': case['batch_size'], 'lr': case.get('lr'), 'lr_schedule': 'constant', 'settings': settings, 't_max': student.t_max,
-            'samples': case['n'], 'teacher': [r for r in rows if r['method'] != STUDENT], 'points': points}
+            points.append({'budget': b, 'steps': steps, 'samples': steps * case['batch_size'],
+                           'wall_s': round(time.time() - t0, 1), 'student': by[STUDENT]})
+            print(f'{b:g}x ({steps} steps): ' +
+                  ', '.join(f'{k} {v:.4g}' for k, v in by[STUDENT].items() if isinstance(v, float)), flush=True)
+    return {'steps': base, 'batch_size': case['batch_size'], 'lr': case.get('lr'), 'lr_schedule': 'constant',
+            'settings': settings, 't_max': student.t_max, 'samples': case['n'],
+            'teacher': [r for r in rows if r['method'] != STUDENT], 'points': points}
 
 
 def budget_table(results):
@@ -174,11 +190,14 @@ def budget_table(results):
     for name, r in results['cases'].items():
         metrics = [m for m in ('endpoint', 'fd', 'mmd') if m in r['points'][0]['student']]
         extra = ''.join(f', {k} {v}' for k, v in r.get('settings', {}).items())
-        lines += [f'\n**{CASES[name]["title"]}** (batch {r["batch_size"]}, lr {r["lr"] or "default"}, constant{extra}; {r["samples"]} samples)\n',
+        lines += [f'\n**{CASES[name]["title"]}** (batch {r["batch_size"]}, lr {r["lr"] or "default"}, constant{extra}; '
+                  f'{r["samples"]} samples)\n',
                   '| | ' + ' | '.join(metrics) + ' |', '|---|' + '---|' * len(metrics)]
-        lines += [f'| teacher {t["method"].removeprefix("teacher ")} | ' + ' | '.join(f'{t[m]:.3g}' for m in metrics) + ' |'
+        lines += [f'| teacher {t["method"].removeprefix("teacher ")} | ' + ' | '.join(f'{t[m]:.3g}' for m in metrics) +
+                  ' |'
                   for t in r['teacher'] if t['method'].startswith('teacher DDIM')]
-        lines += [f'| **student, {p["budget"]:g}x ({p["steps"]} steps)** | ' + ' | '.join(f'**{p["student"][m]:.3g}**' for m in metrics) + ' |'
+        lines += [f'| **student, {p["budget"]:g}x ({p["steps"]} steps)** | ' +
+                  ' | '.join(f'**{p["student"][m]:.3g}**' for m in metrics) + ' |'
                   for p in r['points']]
     return '\n'.join(lines)
 
@@ -187,14 +206,18 @@ def budget_plot(results, path):
     "Quality against training samples, one panel per case and metric; the teacher's DDIM-k as horizontal lines."
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    panels = [(name, m) for name, r in results['cases'].items() for m in ('endpoint', 'fd', 'mmd') if m in r['points'][0]['student']]
+    panels = [(name, m) for name, r in results['cases'].items() for m in ('endpoint', 'fd', 'mmd')
+              if m in r['points'][0]['student']]
     fig, axs = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
     for ax, (name, m) in zip(axs[0], panels):
         r = results['cases'][name]
-        ax.plot([p['samples'] for p in r['points']], [p['student'][m] for p in r['points']], 'o-', color='k', label='BOOT, 1 step')
-        for t, colour in zip([t for t in r['teacher'] if t['method'].startswith('teacher DDIM')], plt.cm.viridis([0.1, 0.3, 0.5, 0.7, 0.9])):
+        ax.plot([p['samples'] for p in r['points']], [p['student'][m] for p in r['points']], 'o-', color='k',
+                label='BOOT, 1 step')
+        for t, colour in zip([t for t in r['teacher'] if t['method'].startswith('teacher DDIM')],
+                             plt.cm.viridis([0.1, 0.3, 0.5, 0.7, 0.9])):
             ax.axhline(t[m], ls='--', color=colour, label=t['method'].removeprefix('teacher '))
-        ax.set(xscale='log', yscale='log', xlabel='training samples (steps x batch)', ylabel=m, title=CASES[name]['title'])
+        ax.set(xscale='log', yscale='log', xlabel='training samples (steps x batch)', ylabel=m,
+               title=CASES[name]['title'])
     axs[0][-1].legend(fontsize=7, loc='upper right')
     fig.tight_layout(); fig.savefig(path, dpi=110)
 
@@ -202,13 +225,16 @@ def budget_plot(results, path):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--cases', nargs='+', default=list(CASES), choices=list(CASES))
-    p.add_argument('--out', help='the JSON file (default: benchmarks/results/quality.json, or budget.json with --budgets)')
+    p.add_argument('--out',
+                   help='the JSON file (default: benchmarks/results/quality.json, or budget.json with --budgets)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--steps-scale', type=float, default=1., help='multiply every case\'s training steps (quick runs)')
     p.add_argument('--threads', type=int, default=1, help='torch CPU threads (default: %(default)s)')
     p.add_argument('--set', nargs='+', default=[], metavar='NAME=VALUE',
-                   help='distill settings for every case, e.g. delta=0.3 solver=ddim batch_size=64 (an ablation; values read as Python literals)')
-    p.add_argument('--budgets', type=float, nargs='+', help='multiples of each case\'s steps: one constant-lr run evaluated after each')
+                   help='distill settings for every case, e.g. delta=0.3 solver=ddim batch_size=64 (an ablation; '
+                        'values read as Python literals)')
+    p.add_argument('--budgets', type=float, nargs='+',
+                   help='multiples of each case\'s steps: one constant-lr run evaluated after each')
     args = p.parse_args(argv)
     import ast
     settings = {k: ast.literal_eval(v) if v[:1] in '0123456789.-[(' or v in ('True', 'False', 'None') else v
@@ -229,9 +255,11 @@ def main(argv=None):
     if args.budgets:
         budget_plot(results, out.with_suffix('.png'))
         out.with_suffix('.md').write_text(budget_table(results) + '\n')
-        print(f'\nwrote {out}, {out.with_suffix(".md")} and {out.with_suffix(".png")} ({time.time() - start:.0f} s)\n{budget_table(results)}')
+        print(f'\nwrote {out}, {out.with_suffix(".md")} and {out.with_suffix(".png")} ({time.time() - start:.0f} '
+              f's)\n{budget_table(results)}')
         return results
-    print(f'\nwrote {out} ({time.time() - start:.0f} s)\n\nREADME table (every case in {out}):\n{readme_table(results)}')
+    print(
+        f'\nwrote {out} ({time.time() - start:.0f} s)\n\nREADME table (every case in {out}):\n{readme_table(results)}')
     return results
 
 

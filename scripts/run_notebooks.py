@@ -4,11 +4,12 @@
     python scripts/run_notebooks.py nbs/06_losses.ipynb
     python scripts/run_notebooks.py --full tutorials/text_to_image.ipynb   # a tutorial's offline full run, as committed
 
-Cells flagged `#| slow`, `#| gpu` or `#| eval: false` are skipped, as `nbdev_test` skips them: nothing trains for an hour and
-nothing is written into the package. Notebooks run as `nbdev_test` runs them (IN_TEST=1: the tutorials' quick path) unless
-`--full` is given: the committed tutorials show their offline full runs (no IN_TEST: on a CPU without the hub, the
-shipped teachers at a budget that learns; the runs resume from their folders under tutorials/runs/), so the tutorials are
-only executed when named. Progress bars are off (TQDM_DISABLE=1), so no widget state ends up in the outputs. Run it before committing a notebook you changed."""
+Cells flagged `#| slow`, `#| gpu` or `#| eval: false` are skipped, as `nbdev_test` skips them: nothing trains for an
+hour and nothing is written into the package. Notebooks run as `nbdev_test` runs them (IN_TEST=1: the tutorials' quick
+path) unless `--full` is given: the committed tutorials show their offline full runs (no IN_TEST: on a CPU without the
+hub, the shipped teachers at a budget that learns; the runs resume from their folders under tutorials/runs/), so the
+tutorials are only executed when named. Progress bars are off (TQDM_DISABLE=1), so no widget state ends up in the
+outputs. Run it before committing a notebook you changed."""
 import argparse, os, re, subprocess, sys, time
 from pathlib import Path
 

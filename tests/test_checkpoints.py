@@ -1,6 +1,6 @@
-"""Checkpoints: a teacher with a schedule boot_nb does not know distils, checkpoints, resumes and loads; a student that cannot
-be saved fails before step 1; a run killed with SIGKILL (once, or at ten moments) resumes in a new process bit for bit; the
-GradScaler state of an fp16 run is part of each checkpoint."""
+"""Checkpoints: a teacher with a schedule boot_nb does not know distils, checkpoints, resumes and loads; a student that
+cannot be saved fails before step 1; a run killed with SIGKILL (once, or at ten moments) resumes in a new process bit
+for bit; the GradScaler state of an fp16 run is part of each checkpoint."""
 import json, os, signal, subprocess, sys, time
 
 import pytest
@@ -14,7 +14,8 @@ import boot_nb.train
 
 torch.set_num_threads(1)
 
-# Run as a script (a real process to kill) and exec'd here (the uninterrupted run): the same teacher, student and settings.
+# Run as a script (a real process to kill) and exec'd here (the uninterrupted run): the same teacher, student and
+# settings.
 SCRIPT = '''
 import math, sys, time, torch
 from boot_nb.exact import GaussianMixtureTeacher
@@ -29,11 +30,13 @@ class LogSNRLinear:
 
 class DropoutMLP(MLPStudent):
     "An MLP student with dropout on its output: it draws from torch's global RNG, which a checkpoint must restore."
-    def forward(self, eps, t, cond=None): return torch.nn.functional.dropout(super().forward(eps, t, cond), 0.1, self.training)
+    def forward(self, eps, t, cond=None):
+        return torch.nn.functional.dropout(super().forward(eps, t, cond), 0.1, self.training)
 
 class Slow:
     "The teacher, `pause` seconds slower a call, so that a run can be killed between two checkpoints."
-    def __init__(self, teacher, pause): self.teacher, self.pause, self.schedule, self.sample_shape = teacher, pause, teacher.schedule, (2,)
+    def __init__(self, teacher, pause):
+        self.teacher, self.pause, self.schedule, self.sample_shape = teacher, pause, teacher.schedule, (2,)
     def __call__(self, x, t, cond=None):
         time.sleep(self.pause)
         return self.teacher(x, t, cond)
@@ -53,7 +56,8 @@ def run(out, pause=0., resume=False, **over):
                    **{**RUN, **over})
 
 if __name__ == '__main__':    # run.py OUT PAUSE fresh|resume [steps=N checkpoint_every=N ...]
-    run(sys.argv[1], sys.argv[2], sys.argv[3] == 'resume', **{k: int(v) for k, v in (a.split('=') for a in sys.argv[4:])})
+    run(sys.argv[1], sys.argv[2], sys.argv[3] == 'resume',
+        **{k: int(v) for k, v in (a.split('=') for a in sys.argv[4:])})
 '''
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONWARNINGS': 'ignore'}
 
@@ -66,11 +70,13 @@ def script():
 
 
 def weights(folder): return load_file(str(folder / 'student' / 'net.safetensors'))
-def log(folder): return [{k: v for k, v in json.loads(l).items() if k != 'seconds'} for l in (folder / 'log.jsonl').read_text().splitlines()]
+def log(folder): return [{k: v for k, v in json.loads(l).items() if k != 'seconds'}
+                         for l in (folder / 'log.jsonl').read_text().splitlines()]
 
 
 def test_custom_schedule_distils_checkpoints_resumes_and_loads(tmp_path, script):
-    run = {**script['RUN'], 'lr_schedule': 'constant'}       # a rate that does not depend on `steps`: a run can be extended exactly
+    # a rate that does not depend on `steps`: a run can be extended exactly
+    run = {**script['RUN'], 'lr_schedule': 'constant'}
     new = lambda: script['MLPStudent']((2,), hidden=16, depth=1)
     torch.manual_seed(0); full = distill(script['teacher'](), new(), out_dir=tmp_path / 'full', **run)
     torch.manual_seed(0); distill(script['teacher'](), new(), out_dir=tmp_path / 'cut', **{**run, 'steps': 30})
@@ -83,7 +89,8 @@ def test_custom_schedule_distils_checkpoints_resumes_and_loads(tmp_path, script)
     assert repr(back.schedule).startswith('TabulatedSchedule(LogSNRLinear')
     ends = torch.tensor([back.t_min, back.t_max], dtype=torch.float64)
     for g in ['alpha', 'sigma', 'lam']:
-        torch.testing.assert_close(getattr(back.schedule, g)(ends), getattr(script['LogSNRLinear'](), g)(ends), rtol=1e-14, atol=0)
+        torch.testing.assert_close(getattr(back.schedule, g)(ends), getattr(script['LogSNRLinear'](), g)(ends),
+                                   rtol=1e-14, atol=0)
 
 
 class NoLam:
@@ -104,11 +111,14 @@ def test_student_that_cannot_be_saved_fails_before_step_one(tmp_path, script, ca
 
 
 def test_checkpoint_of_an_older_boot_nb_gives_a_clear_error(tmp_path, script):
-    distill(script['teacher'](), script['MLPStudent']((2,), hidden=16, depth=1), out_dir=tmp_path, **{**script['RUN'], 'steps': 20})
+    distill(script['teacher'](), script['MLPStudent']((2,), hidden=16, depth=1), out_dir=tmp_path,
+            **{**script['RUN'], 'steps': 20})
     last = checkpoints(tmp_path)[-1][1]
-    (last / 'state.json').unlink(); (last / 'state.pt').write_bytes(b'')       # the layout before accelerate's save_state
+    # the layout before accelerate's save_state
+    (last / 'state.json').unlink(); (last / 'state.pt').write_bytes(b'')
     with pytest.raises(ValueError, match='has no state.json: it was written by an older boot_nb'):
-        distill(script['teacher'](), script['MLPStudent']((2,), hidden=16, depth=1), out_dir=tmp_path, resume=True, **script['RUN'])
+        distill(script['teacher'](), script['MLPStudent']((2,), hidden=16, depth=1), out_dir=tmp_path, resume=True,
+                **script['RUN'])
 
 
 def test_run_killed_after_a_checkpoint_resumes_in_a_new_process_bit_exact(tmp_path, script):
@@ -123,10 +133,11 @@ def test_run_killed_after_a_checkpoint_resumes_in_a_new_process_bit_exact(tmp_pa
     child.stderr.close()
     done = [s for s, _ in checkpoints(out)]
     assert done and done[-1] < 60 and not (out / 'student').exists()          # killed mid-run, after a checkpoint
-    half = out / 'checkpoints' / f'.tmp-step-{done[-1] + 20:08d}'               # a half-written checkpoint: ignored, then replaced
+    # a half-written checkpoint: ignored, then replaced
+    half = out / 'checkpoints' / f'.tmp-step-{done[-1] + 20:08d}'
     half.mkdir(exist_ok=True); (half / 'optimizer.bin').write_bytes(b'half')
-    r = subprocess.run([sys.executable, str(tmp_path / 'run.py'), str(out), '0', 'resume'], env=ENV, capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run([sys.executable, str(tmp_path / 'run.py'), str(out), '0', 'resume'], env=ENV,
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     script['run'](tmp_path / 'full')
     full, resumed = weights(tmp_path / 'full'), weights(out)
@@ -137,7 +148,8 @@ def test_run_killed_after_a_checkpoint_resumes_in_a_new_process_bit_exact(tmp_pa
 
 
 def kill_at(child, out, moment, pause):
-    "SIGKILL `child` at `moment`: while a checkpoint is being written, just after a log line is written, or `pause` s into training."
+    """SIGKILL `child` at `moment`: while a checkpoint is being written, just after a log line is written, or `pause` s
+    into training."""
     log, tmp = out / 'log.jsonl', out / 'checkpoints'
     size = lambda: log.stat().st_size if log.exists() else -1
     before, t0 = size(), time.time()
@@ -150,26 +162,29 @@ def kill_at(child, out, moment, pause):
 
 
 def test_killed_at_ten_random_moments_the_run_ends_bit_exact(tmp_path, script):
-    "Ten SIGKILLs (during checkpoint saves, after log writes, at random times), each followed by a resume: the same result."
+    """Ten SIGKILLs (during checkpoint saves, after log writes, at random times), each followed by a resume: the same
+    result."""
     import random
     rng, over = random.Random(0), ['steps=120', 'checkpoint_every=5']
     (tmp_path / 'run.py').write_text(SCRIPT)
     out, codes, resumed_from = tmp_path / 'cut', [], []
     for i in range(10):
         resumed_from.append(max([s for s, _ in checkpoints(out)], default=0))
-        child = subprocess.Popen([sys.executable, str(tmp_path / 'run.py'), str(out), '0.01', 'resume' if i else 'fresh', *over],
+        child = subprocess.Popen([sys.executable, str(tmp_path / 'run.py'), str(out), '0.01',
+                                  'resume' if i else 'fresh', *over],
                                  env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         codes.append(kill_at(child, out, ('save', 'log', 'later')[i % 3], rng.uniform(0, 0.4)))
     assert codes == [-signal.SIGKILL] * 10, codes                   # every kill hit a running run
-    r = subprocess.run([sys.executable, str(tmp_path / 'run.py'), str(out), '0', 'resume', *over], env=ENV, capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run([sys.executable, str(tmp_path / 'run.py'), str(out), '0', 'resume', *over], env=ENV,
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     script['run'](tmp_path / 'full', steps=120, checkpoint_every=5)
     full, cut = weights(tmp_path / 'full'), weights(out)
     assert full.keys() == cut.keys() and all(torch.equal(full[k], cut[k]) for k in full)
     assert log(out) == log(tmp_path / 'full') and [r['step'] for r in log(out)] == list(range(5, 121, 5))
     assert not list((out / 'checkpoints').glob('damaged-*')), 'a kill damaged a checkpoint'   # saves are atomic
-    assert max(resumed_from) > 0, resumed_from                        # the kills came after checkpoints, not only in start-up
+    # the kills came after checkpoints, not only in start-up
+    assert max(resumed_from) > 0, resumed_from
 
 
 def reset_accelerate():
@@ -180,7 +195,8 @@ def reset_accelerate():
 
 @pytest.fixture
 def cpu_grad_scaler(monkeypatch):
-    "accelerate makes a GradScaler for fp16 only on an accelerator; give a CPU one (scale doubling every 2 steps) to check its state."
+    """accelerate makes a GradScaler for fp16 only on an accelerator; give a CPU one (scale doubling every 2 steps) to
+    check its state."""
     import accelerate
     class ScalingAccelerator(accelerate.Accelerator):
         def __init__(self, *args, **kwargs):
@@ -188,7 +204,8 @@ def cpu_grad_scaler(monkeypatch):
             if self.mixed_precision == 'fp16':
                 self.native_amp, self.scaler = True, torch.amp.GradScaler('cpu', init_scale=2.**10, growth_interval=2)
     monkeypatch.setattr(accelerate, 'Accelerator', ScalingAccelerator)
-    monkeypatch.setattr(boot_nb.train, '_fp16_runs', lambda c: True)      # fp16 is refused on a CPU, where it would not run
+    # fp16 is refused on a CPU, where it would not run
+    monkeypatch.setattr(boot_nb.train, '_fp16_runs', lambda c: True)
     reset_accelerate()
     yield
     reset_accelerate()
@@ -199,7 +216,8 @@ def scaler_state(out, step):
 
 
 def test_fp16_grad_scaler_state_is_in_each_checkpoint_and_restored(tmp_path, script, cpu_grad_scaler):
-    run = {**script['RUN'], 'steps': 6, 'checkpoint_every': 3, 'log_every': 1, 'mixed_precision': 'fp16', 'lr_schedule': 'constant'}
+    run = {**script['RUN'], 'steps': 6, 'checkpoint_every': 3, 'log_every': 1, 'mixed_precision': 'fp16',
+           'lr_schedule': 'constant'}
     new = lambda: script['MLPStudent']((2,), hidden=16, depth=1)
     torch.manual_seed(0); full = distill(script['teacher'](), new(), out_dir=tmp_path / 'full', **run)
     torch.manual_seed(0); distill(script['teacher'](), new(), out_dir=tmp_path / 'cut', **{**run, 'steps': 3})

@@ -15,8 +15,8 @@ RUN = dict(batch_size=8, checkpoint_every=2, sample_every=0, log_every=1, progre
 
 def run(out, steps, **kw):
     torch.manual_seed(0)
-    return distill(GaussianMixtureTeacher(torch.tensor([[2., 0], [-2, 0]]), std=0.2), MLPStudent((2,), hidden=16, depth=1),
-                   out_dir=out, steps=steps, **RUN, **kw)
+    return distill(GaussianMixtureTeacher(torch.tensor([[2., 0], [-2, 0]]), std=0.2),
+                   MLPStudent((2,), hidden=16, depth=1), out_dir=out, steps=steps, **RUN, **kw)
 
 
 def test_truncated_log_line_is_dropped_on_resume(tmp_path):
@@ -36,7 +36,8 @@ def test_only_step_folders_with_eight_digits_are_checkpoints(tmp_path):
 
 
 def test_a_second_run_on_the_same_folder_is_refused_at_once(tmp_path):
-    "Two runs on one out_dir: the second stops in one line naming the process that holds it; a dead holder's lock is taken over."
+    """Two runs on one out_dir: the second stops in one line naming the process that holds it; a dead holder's lock is
+    taken over."""
     import subprocess, sys, textwrap
     holder = subprocess.Popen([sys.executable, '-c', textwrap.dedent(f'''
         import time

@@ -48,7 +48,8 @@ def browser():
     exe, driver = shutil.which('chromium'), shutil.which('chromedriver')
     if not (exe and driver):
         why = 'the pages are checked in Chromium: `apt-get install -y chromium chromium-driver`'
-        if os.environ.get('BOOT_NB_REQUIRE_BROWSER'): pytest.fail(f'{why} (CI sets BOOT_NB_REQUIRE_BROWSER)', pytrace=False)
+        if os.environ.get('BOOT_NB_REQUIRE_BROWSER'):
+            pytest.fail(f'{why} (CI sets BOOT_NB_REQUIRE_BROWSER)', pytrace=False)
         pytest.skip(why)
     opts = webdriver.ChromeOptions()
     opts.binary_location = exe
@@ -57,8 +58,8 @@ def browser():
               '--window-size=1280,1600'):
         opts.add_argument(a)
     b = webdriver.Chrome(options=opts, service=Service(driver))
-    # a long page's MathJax takes over a minute on a loaded 2-core machine; the HTTP client to chromedriver (120 s by default)
-    # must wait longer than the script may take
+    # a long page's MathJax takes over a minute on a loaded 2-core machine; the HTTP client to chromedriver (120 s by
+    # default) must wait longer than the script may take
     b.command_executor._client_config.timeout = 300
     b.set_script_timeout(240)
     yield b
@@ -176,15 +177,17 @@ def test_every_exported_symbol_has_an_api_entry(site):
 
 
 def test_readme_from_index(tmp_path):
-    "scripts/readme.py writes what the notebook says (hidden cells and directives left out) and --check notices an edit."
+    """scripts/readme.py writes what the notebook says (hidden cells and directives left out) and --check notices an
+    edit."""
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_markdown_cell('# Title\n\n> A description with $a^2$'),
         nbformat.v4.new_code_cell('#| hide\nimport secret'),
         nbformat.v4.new_code_cell('#| export\n1 + 1', outputs=[nbformat.v4.new_output(
             'execute_result', data={'text/plain': '2'}, execution_count=1)])])
     nbformat.write(nb, tmp_path/'index.ipynb')
-    run = lambda *a: subprocess.run([sys.executable, str(REPO/'scripts'/'readme.py'), '--nb', str(tmp_path/'index.ipynb'),
-                                     '--out', str(tmp_path/'README.md'), *a], capture_output=True, text=True, timeout=120)
+    run = lambda *a: subprocess.run([sys.executable, str(REPO/'scripts'/'readme.py'), '--nb',
+                                     str(tmp_path/'index.ipynb'), '--out', str(tmp_path/'README.md'), *a],
+                                    capture_output=True, text=True, timeout=120)
     assert run().returncode == 0
     txt = (tmp_path/'README.md').read_text()
     assert txt.startswith('# Title\n\n> A description with $a^2$\n\n<!-- WARNING'), txt

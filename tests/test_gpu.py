@@ -1,4 +1,5 @@
-"""The CUDA paths of the training step (on an H200 the no-sync test found the schedule table copied to the GPU at every call): run on a machine with a GPU (`python -m pytest tests/test_gpu.py`); skipped elsewhere."""
+"""The CUDA paths of the training step (on an H200 the no-sync test found the schedule table copied to the GPU at every
+call): run on a machine with a GPU (`python -m pytest tests/test_gpu.py`); skipped elsewhere."""
 import pytest
 import torch
 
@@ -27,7 +28,8 @@ def test_train_step_never_waits_for_the_gpu(tmp_path):
 
 @pytest.mark.parametrize('precision', ['no', 'bf16', 'fp16'])
 def test_non_finite_step_is_skipped_on_the_gpu(tmp_path, precision):
-    d = Distiller(Faulty(ring(), CALLS_BEFORE_STEP(3)), small(), out_dir=tmp_path, batch_size=16, mixed_precision=precision)
+    d = Distiller(Faulty(ring(), CALLS_BEFORE_STEP(3)), small(), out_dir=tmp_path, batch_size=16,
+                  mixed_precision=precision)
     d.train_step(0); d.train_step(1)
     before = weights(d.student)
     d.train_step(2)
@@ -51,6 +53,7 @@ def test_compiled_digits_run_matches_the_eager_one(tmp_path):
     teacher = load_teacher('digits')
     eager = Distiller(teacher, out_dir=tmp_path / 'a', batch_size=16, mixed_precision='no')
     vals = [eager.train_step(k) for k in range(3)]
-    compiled = Distiller(load_teacher('digits'), out_dir=tmp_path / 'b', batch_size=16, mixed_precision='no', compile=True)
+    compiled = Distiller(load_teacher('digits'), out_dir=tmp_path / 'b', batch_size=16, mixed_precision='no',
+                         compile=True)
     cvals = [compiled.train_step(k) for k in range(3)]
     for a, b in zip(vals, cvals): assert torch.allclose(a, b, rtol=1e-3, atol=1e-5), (a, b)

@@ -12,7 +12,8 @@ from boot_nb.train import distill
 
 @pytest.fixture(scope='module')
 def alex(tmp_path_factory):
-    "A torchvision AlexNet state dict with random weights, under the name LPIPS's 'alex' backbone has in the torch hub cache."
+    """A torchvision AlexNet state dict with random weights, under the name LPIPS's 'alex' backbone has in the torch hub
+    cache."""
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp('hub') / LPIPS_BACKBONES['alex']
     torch.save(torchvision.models.alexnet().state_dict(), path)
@@ -47,7 +48,8 @@ def test_latents_are_compared_through_the_decoder(alex):
     from diffusers import AutoencoderKL
     torch.manual_seed(0)
     vae = AutoencoderKL(block_out_channels=(8, 16), down_block_types=('DownEncoderBlock2D',) * 2,
-                        up_block_types=('UpDecoderBlock2D',) * 2, layers_per_block=1, latent_channels=4, norm_num_groups=8).eval()
+                        up_block_types=('UpDecoderBlock2D',) * 2, layers_per_block=1, latent_channels=4,
+                        norm_num_groups=8).eval()
     teacher = type('Latent', (), {'decode': lambda self, z: vae.decode(z).sample})()
     d = loss_distance('lpips', teacher, 'alex', alex)
     z = torch.randn(2, 4, 8, 8, requires_grad=True)
@@ -86,7 +88,8 @@ def test_backbone_file_is_not_unpickled(tmp_path):
 
 
 def test_distill_uses_lpips(alex, tmp_path, monkeypatch):
-    "distill(loss='lpips') trains with the LPIPS distance: every loss term goes through it, and its losses are not l2's."
+    """distill(loss='lpips') trains with the LPIPS distance: every loss term goes through it, and its losses are not
+    l2's."""
     calls = []
     forward = LPIPSDistance.forward
     monkeypatch.setattr(LPIPSDistance, 'forward', lambda self, a, b: calls.append(a.shape) or forward(self, a, b))
@@ -100,6 +103,7 @@ def test_distill_uses_lpips(alex, tmp_path, monkeypatch):
     log = lambda name: [json.loads(l) for l in (tmp_path / name / 'log.jsonl').read_text().splitlines()]
     lp, l2 = log('lpips'), log('l2')
     assert [r['step'] for r in lp] == [1, 2, 3]
-    for a, b in zip(lp, l2):            # same seed, same student, same draws: only the distance differs (bc starts at 0: a copy is exact at t_max)
+    # same seed, same student, same draws: only the distance differs (bc starts at 0: a copy is exact at t_max)
+    for a, b in zip(lp, l2):
         assert abs(a['bs'] - b['bs']) > 1e-3 * max(abs(a['bs']), abs(b['bs']))
     assert all(torch.isfinite(torch.tensor([r['loss'], r['bs'], r['bc']])).all() for r in lp)

@@ -79,7 +79,8 @@ def test_clip_score_matches_the_model(tiny_clip):
     model, proc = CLIPModel.from_pretrained(tiny_clip), CLIPProcessor.from_pretrained(tiny_clip)
     inp = proc(text=prompts, images=list(((x + 1) * 127.5).round().to(torch.uint8)), return_tensors='pt', padding=True)
     with torch.no_grad(): out = model(**inp)
-    assert score == pytest.approx(100 * F.cosine_similarity(out.image_embeds, out.text_embeds).mean().clamp_min(0).item(), abs=1e-3)
+    assert score == pytest.approx(100 * F.cosine_similarity(out.image_embeds,
+                                                            out.text_embeds).mean().clamp_min(0).item(), abs=1e-3)
     with pytest.raises(ValueError, match='one prompt per image'): M.clip_score(x, prompts[:3], tiny_clip)
 
 
@@ -103,7 +104,8 @@ def test_sample_batched_gives_every_chunk_its_conditions():
 
 
 def test_the_digit_classifier_takes_8x8_digits():
-    "The sklearn digits at 8x8 are resized to the classifier's size (boot_nb.digits imports what it uses) and recognised."
+    """The sklearn digits at 8x8 are resized to the classifier's size (boot_nb.digits imports what it uses) and
+    recognised."""
     from boot_nb.digits import load_digit_classifier
     from boot_nb.exact import digits
     x, y = digits(8, 300)

@@ -32,8 +32,9 @@ def test_distill_takes_a_teacher_name(tmp_path):
 
 @pytest.mark.parametrize('arg', ['prompts.txt', 'some/dir/prompts'])
 def test_missing_prompt_file_is_an_error_not_a_prompt(tmp_path, arg):
-    r = subprocess.run([sys.executable, '-m', 'boot_nb.cli', 'distill', '--teacher', 'digits-text', '--prompts', arg, '--out',
-                        str(tmp_path / 'o'), '--steps', '1'], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    r = subprocess.run([sys.executable, '-m', 'boot_nb.cli', 'distill', '--teacher', 'digits-text', '--prompts', arg,
+                        '--out', str(tmp_path / 'o'), '--steps', '1'], capture_output=True, text=True, cwd=tmp_path,
+                       timeout=300)
     assert r.returncode == 2 and 'no such file' in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / 'o').exists()
 
@@ -55,9 +56,11 @@ def test_a_number_that_is_not_finite_is_one_line_naming_it(name, value):
 
 
 def test_cli_says_the_option(tmp_path):
-    r = subprocess.run([sys.executable, '-m', 'boot_nb.cli', 'distill', '--teacher', 'gmm2d', '--out', str(tmp_path), '--lr', 'nan'],
+    r = subprocess.run([sys.executable, '-m', 'boot_nb.cli', 'distill', '--teacher', 'gmm2d', '--out', str(tmp_path),
+                        '--lr', 'nan'],
                        capture_output=True, text=True)
-    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].endswith('--lr must be a finite number, got nan.'), r.stderr
+    assert (r.returncode == 2
+            and r.stderr.strip().splitlines()[-1].endswith('--lr must be a finite number, got nan.')), r.stderr
 
 
 def test_noise_of_the_wrong_shape_for_a_student_is_one_line():
@@ -65,7 +68,8 @@ def test_noise_of_the_wrong_shape_for_a_student_is_one_line():
     class Student:                                        # duck-typed: any callable with t_min and sample_shape
         t_min, sample_shape = 0.002, (1, 16, 16)
         def __call__(self, eps, t, cond=None): return eps
-    with pytest.raises(ValueError, match=r'noise has shape \(4, 3, 32, 32\) but the student makes samples of shape \(1, 16, 16\)'):
+    with pytest.raises(ValueError,
+                       match=r'noise has shape \(4, 3, 32, 32\) but the student makes samples of shape \(1, 16, 16\)'):
         one_step_sample(Student(), torch.zeros(4, 3, 32, 32))
     with pytest.raises(TypeError, match='noise must be a tensor'): one_step_sample(Student(), [[0.]])
     assert one_step_sample(Student(), torch.ones(2, 1, 16, 16)).shape == (2, 1, 16, 16)

@@ -26,14 +26,15 @@ def test_teacher_copy_learns(name, tmp_path):
         ref = ddim_sample(teacher, eps, 20)
         dist = lambda x: (x - ref).flatten(1).norm(dim=1).mean().item()
         ddim2 = dist(ddim_sample(teacher, eps, 2))
-    student = distill(teacher, steps=150, batch_size=16, lr=1e-3, out_dir=tmp_path, sample_every=0, checkpoint_every=150,
-                      progress=False)
+    student = distill(teacher, steps=150, batch_size=16, lr=1e-3, out_dir=tmp_path, sample_every=0,
+                      checkpoint_every=150, progress=False)
     with torch.no_grad(): d = dist(one_step_sample(student, eps))
     assert d < ddim2, (d, ddim2)
 
 
 def test_copy_of_a_teacher_with_a_schedule_boot_nb_does_not_know(tmp_path):
-    "A diffusers copy on a duck-typed schedule (with the network's `timestep`) distils, saves, and loads back sampling the same."
+    """A diffusers copy on a duck-typed schedule (with the network's `timestep`) distils, saves, and loads back sampling
+    the same."""
     import diffusers
     from boot_nb.schedules import DiscreteSchedule
     from boot_nb.student import load_student
@@ -48,24 +49,29 @@ def test_copy_of_a_teacher_with_a_schedule_boot_nb_does_not_know(tmp_path):
         def timestep(self, t): return ddpm.timestep(t)
 
     torch.manual_seed(0)
-    unet = diffusers.UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(16, 32), layers_per_block=1,
-                                 norm_num_groups=8, down_block_types=('DownBlock2D', 'DownBlock2D'), up_block_types=('UpBlock2D', 'UpBlock2D'))
+    unet = diffusers.UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(16, 32),
+                                 layers_per_block=1, norm_num_groups=8, down_block_types=('DownBlock2D', 'DownBlock2D'),
+                                 up_block_types=('UpBlock2D', 'UpBlock2D'))
     teacher = DiffusersTeacher(unet, Custom(), 'epsilon')
-    student = distill(teacher, steps=4, batch_size=4, out_dir=tmp_path, sample_every=0, checkpoint_every=2, progress=False)
+    student = distill(teacher, steps=4, batch_size=4, out_dir=tmp_path, sample_every=0, checkpoint_every=2,
+                      progress=False)
     loaded = load_student(tmp_path / 'student')
     assert type(loaded.schedule).__name__ == 'TabulatedSchedule'
     eps = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(2))
     t = torch.tensor([student.t_min, 0.1, 0.3, 0.5, 0.6, student.t_max, student.t_max, 0.05])
     with torch.no_grad():
         assert (one_step_sample(loaded, eps) - one_step_sample(student, eps)).abs().max() < 1e-6
-        assert (loaded(eps, t) - student(eps, t)).abs().max() < 1e-4     # between the table's nodes (1/2048 apart): interpolated
+        # between the table's nodes (1/2048 apart): interpolated
+        assert (loaded(eps, t) - student(eps, t)).abs().max() < 1e-4
 
 
 def test_a_bf16_step_keeps_the_students_time_embedding_in_float32(tmp_path):
-    "Under bf16 autocast (a real training step) the student UNet's timestep MLP runs in float32, its convolutions in bf16."
+    """Under bf16 autocast (a real training step) the student UNet's timestep MLP runs in float32, its convolutions in
+    bf16."""
     from boot_nb.teachers import load_teacher
     from boot_nb.train import Distiller
-    d = Distiller(load_teacher('digits'), batch_size=2, mixed_precision='bf16', out_dir=tmp_path, progress=False, sample_every=0)
+    d = Distiller(load_teacher('digits'), batch_size=2, mixed_precision='bf16', out_dir=tmp_path, progress=False,
+                  sample_every=0)
     net, seen = d.accelerator.unwrap_model(d.student).net, []
     net.time_embedding.register_forward_hook(lambda m, i, o: seen.append(('time', i[0].dtype, o.dtype)))
     net.conv_in.register_forward_hook(lambda m, i, o: seen.append(('conv', o.dtype)))

@@ -40,12 +40,14 @@ def weights(student): return {k: v.clone() for k, v in student.state_dict().item
 
 class Counting:
     "A teacher that counts its calls."
-    def __init__(self, teacher): self.teacher, self.calls, self.schedule, self.sample_shape = teacher, 0, teacher.schedule, teacher.sample_shape
+    def __init__(self, teacher):
+        self.teacher, self.calls, self.schedule, self.sample_shape = teacher, 0, teacher.schedule, teacher.sample_shape
     def __call__(self, x, t, cond=None): self.calls += 1; return self.teacher(x, t, cond)
 
 
 def calls_per_step():
-    "Teacher calls in one Heun step, as the loss makes them (the boundary target may share a call with the first evaluation)."
+    """Teacher calls in one Heun step, as the loss makes them (the boundary target may share a call with the first
+    evaluation)."""
     from boot_nb.losses import BOOTLoss
     teacher = Counting(ring())
     BOOTLoss()(small(), teacher, torch.randn(4, 2))
@@ -72,7 +74,8 @@ def test_interrupted_and_resumed_run_ends_bit_identical(tmp_path):
 
 
 def test_resume_continues_up_to_steps_and_rejects_changed_settings(tmp_path):
-    run = {**RUN, 'lr_schedule': 'constant'}      # a rate that does not depend on `steps`: a run can be extended exactly
+    # a rate that does not depend on `steps`: a run can be extended exactly
+    run = {**RUN, 'lr_schedule': 'constant'}
     full = weights(distill(ring(), small(), out_dir=tmp_path / 'full', **run))
     distill(ring(), small(), out_dir=tmp_path / 'two', **{**run, 'steps': 3})
     more = weights(distill(ring(), small(), out_dir=tmp_path / 'two', resume=True, **run))
@@ -138,7 +141,8 @@ class TextTeacher:
     (ring(labels=[0, 0, 1, 1]), small(num_classes=2), dict(guidance=2.), '`guidance` needs a context set'),
     (ring(labels=[0, 0, 1, 1]), small(num_classes=2), dict(labels=[0], prompts=['a']), 'not both'),
     (TextTeacher(), small(), dict(labels=[0, 1]), 'takes text: pass prompts='),
-    (ring(schedule=DiscreteSchedule(torch.linspace(0.99, 0.01, 100))), small(), dict(t_min=0.002), "first training timestep"),
+    (ring(schedule=DiscreteSchedule(torch.linspace(0.99, 0.01, 100))), small(), dict(t_min=0.002),
+     "first training timestep"),
 ])
 def test_bad_arguments_fail_before_any_step(tmp_path, teacher, student, kw, message):
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -147,7 +151,8 @@ def test_bad_arguments_fail_before_any_step(tmp_path, teacher, student, kw, mess
 
 
 def test_label_conditional_guided_run_and_text_context(tmp_path):
-    student = distill(ring(labels=[0, 0, 1, 1]), small(num_classes=2), labels=[0, 1], guidance=2., out_dir=tmp_path / 'a', **RUN)
+    student = distill(ring(labels=[0, 0, 1, 1]), small(num_classes=2), labels=[0, 1], guidance=2.,
+                      out_dir=tmp_path / 'a', **RUN)
     back = load_student(tmp_path / 'a' / 'student')
     assert (back.cond_kind, back.guidance) == ('label', 2.)
     e, c = torch.randn(4, 2), torch.tensor([0, 1, 1, 0])
@@ -166,7 +171,8 @@ def test_student_keeps_the_teachers_linear_schedule(tmp_path):
     back = load_student(tmp_path / 'student')
     t = torch.linspace(0.01, 0.99, 7)
     assert torch.allclose(back.schedule.alpha(t).double(), teacher.schedule.alpha(t).double(), atol=1e-6)
-    assert not torch.allclose(back.schedule.alpha(t).double(), ring().schedule.alpha(t).double(), atol=1e-3)   # not the default
+    # not the default
+    assert not torch.allclose(back.schedule.alpha(t).double(), ring().schedule.alpha(t).double(), atol=1e-3)
     assert sorted(p.name for p in (tmp_path / 'samples').iterdir()) == ['step-00000003.png', 'step-00000006.png']
 
 
@@ -182,7 +188,8 @@ def test_custom_distance_is_the_one_trained_with_and_lpips_without_weights(tmp_p
     # same noise, times and initial weights: only the distance differs (the L1 boundary term is the mean |y - f|)
     assert first('l1')['bc'] != pytest.approx(first('l2')['bc'], rel=1e-3)
     with pytest.raises(FileNotFoundError, match='alexnet-owt-7be5be79.pth'):
-        distill(ring(), small(), loss='lpips', lpips_weights=tmp_path / 'missing.pth', out_dir=tmp_path / 'lpips', **RUN)
+        distill(ring(), small(), loss='lpips', lpips_weights=tmp_path / 'missing.pth', out_dir=tmp_path / 'lpips',
+                **RUN)
     assert not checkpoints(tmp_path / 'lpips')
 
 
@@ -202,7 +209,8 @@ def test_cosine_learning_rate_resumes_exactly(tmp_path):
 
 class Interrupting:
     "A teacher (not a boot_nb class) that sends this process a SIGINT, as Ctrl-C does, on its `at`-th call."
-    def __init__(self, teacher, at): self.teacher, self.at, self.schedule, self.sample_shape = teacher, at, teacher.schedule, teacher.sample_shape
+    def __init__(self, teacher, at):
+        self.teacher, self.at, self.schedule, self.sample_shape = teacher, at, teacher.schedule, teacher.sample_shape
     def __call__(self, x, t, cond=None):
         self.at -= 1
         if self.at == 0: os.kill(os.getpid(), signal.SIGINT)
@@ -217,7 +225,8 @@ def test_ctrl_c_saves_a_checkpoint_says_how_to_resume_and_resumes_exactly(tmp_pa
     lines = [l for l in capsys.readouterr().out.splitlines() if l.strip()]
     assert len(lines) == 1 and 'step 2 of 6' in lines[0] and 'resume=True' in lines[0], lines
     assert [s for s, _ in checkpoints(tmp_path / 'cut')] == [2] and not (tmp_path / 'cut' / 'student').exists()
-    assert any(not torch.equal(v, full[k]) for k, v in weights(cut).items())      # stopped early: not the full run's weights
+    # stopped early: not the full run's weights
+    assert any(not torch.equal(v, full[k]) for k, v in weights(cut).items())
     resumed = weights(distill(ring(), small(seed=1), out_dir=tmp_path / 'cut', resume=True, **RUN))
     for k in full: assert torch.equal(full[k], resumed[k]), k
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler      # the handler is put back
@@ -241,13 +250,15 @@ def test_resume_where_there_is_no_checkpoint_says_so_and_keeps_the_old_log(tmp_p
 
 def test_distill_runs_again_in_one_process_with_other_settings(tmp_path):
     a = weights(distill(ring(), small(), out_dir=tmp_path / 'a', mixed_precision='no', **RUN))
-    distill(ring(), small(), out_dir=tmp_path / 'b', mixed_precision='bf16', **RUN)     # accelerate's state is process-global
+    # accelerate's state is process-global
+    distill(ring(), small(), out_dir=tmp_path / 'b', mixed_precision='bf16', **RUN)
     c = weights(distill(ring(), small(), out_dir=tmp_path / 'c', mixed_precision='no', **RUN))
     for k in a: assert torch.equal(a[k], c[k]), k
 
 
 def test_train_step_reads_nothing_back_and_skips_a_non_finite_update(tmp_path, monkeypatch):
-    d = Distiller(Faulty(ring(), CALLS_BEFORE_STEP(3)), small(), out_dir=tmp_path, batch_size=16)   # steps 0, 1 fine, step 2 NaN
+    # steps 0, 1 fine, step 2 NaN
+    d = Distiller(Faulty(ring(), CALLS_BEFORE_STEP(3)), small(), out_dir=tmp_path, batch_size=16)
     d.train_step(0)        # the first step may compute what is then cached (the loss weight's floor)
     def no_sync(*a): raise AssertionError('host sync inside train_step')
     with monkeypatch.context() as m:
@@ -304,7 +315,8 @@ def test_idle_cores_sees_a_busy_process_and_distill_leaves_its_core_alone(monkey
 
 
 def test_per_t_diagnostics_are_logged_and_change_nothing(tmp_path):
-    "Every `diagnose_every` steps log.jsonl has L^BS in 8 t-bins and L^BC on fixed noise; the trained weights are those of a run without."
+    """Every `diagnose_every` steps log.jsonl has L^BS in 8 t-bins and L^BC on fixed noise; the trained weights are
+    those of a run without."""
     with_diag = distill(ring(), small(), out_dir=tmp_path / 'a', **{**RUN, 'diagnose_every': 2})
     without = distill(ring(), small(), out_dir=tmp_path / 'b', **{**RUN, 'diagnose_every': 0})
     for p, q in zip(with_diag.parameters(), without.parameters()): assert torch.equal(p, q)
@@ -312,26 +324,35 @@ def test_per_t_diagnostics_are_logged_and_change_nothing(tmp_path):
     diag = [r for r in log if 'bs_by_t' in r]
     assert [r['step'] for r in diag] == [2, 4, 6]
     for r in diag:
-        assert len(r['t_bins']) == len(r['bs_by_t']) == 8 and all(math.isfinite(v) and v >= 0 for v in r['bs_by_t'] + [r['bc_fixed']])
+        assert (len(r['t_bins']) == len(r['bs_by_t']) == 8
+                and all(math.isfinite(v) and v >= 0 for v in r['bs_by_t'] + [r['bc_fixed']]))
         assert r['t_bins'] == sorted(r['t_bins']) and 0 < r['t_bins'][0] and r['t_bins'][-1] < 1
     assert not any('bs_by_t' in json.loads(l) for l in (tmp_path / 'b' / 'log.jsonl').read_text().splitlines())
 
 
 
 def test_ema_ends_in_the_student_and_resumes_bit_exact(tmp_path):
-    """`ema_decay`: the finished student holds the moving average of its weights while training follows the raw ones; the average
-    is in every checkpoint, so a run stopped at one and resumed ends bit-identical; a checkpoint that lost it falls back."""
-    run = lambda out, steps, resume=False, decay=0.8: distill(ring(), small(), **{**RUN, 'steps': steps}, out_dir=out, resume=resume,
-                                                              ema_decay=decay, lr_schedule='constant')   # a rate of the step alone
+    """`ema_decay`: the finished student holds the moving average of its weights while training follows the raw ones;
+    the average is in every checkpoint, so a run stopped at one and resumed ends bit-identical; a checkpoint that lost
+    it falls back."""
+    # a rate of the step alone
+    run = lambda out, steps, resume=False, decay=0.8: distill(ring(), small(), **{**RUN, 'steps': steps}, out_dir=out,
+                                                              resume=resume, ema_decay=decay, lr_schedule='constant')
     same = lambda a, b: a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     full = weights(run(tmp_path / 'full', 6))
-    assert same(full, weights(load_student(tmp_path / 'full' / 'student')))             # the saved student is the returned one
+    # the saved student is the returned one
+    assert same(full, weights(load_student(tmp_path / 'full' / 'student')))
     run(tmp_path / 'cut', 3)
     assert (checkpoints(tmp_path / 'cut')[-1][1] / 'ema.safetensors').exists()
-    assert same(weights(run(tmp_path / 'cut', 6, resume=True)), full)                   # resumed: the same average, bit for bit
+    # resumed: the same average, bit for bit
+    assert same(weights(run(tmp_path / 'cut', 6, resume=True)), full)
     raw = weights(run(tmp_path / 'raw', 6, decay=None))
-    assert not same(raw, full)                                                          # the student is the average, not the last weights
-    assert same(weights(load_student(checkpoints(tmp_path / 'full')[-1][1] / 'student')), raw)   # a checkpoint trains on: raw weights
-    (checkpoints(tmp_path / 'full')[-1][1] / 'ema.safetensors').unlink()                # the newest checkpoint loses its average
+    # the student is the average, not the last weights
+    assert not same(raw, full)
+    # a checkpoint trains on: raw weights
+    assert same(weights(load_student(checkpoints(tmp_path / 'full')[-1][1] / 'student')), raw)
+    # the newest checkpoint loses its average
+    (checkpoints(tmp_path / 'full')[-1][1] / 'ema.safetensors').unlink()
     with pytest.warns(UserWarning, match='has no ema.safetensors'): run(tmp_path / 'full', 9, resume=True)
-    assert [s for s, _ in checkpoints(tmp_path / 'full')] == [6, 9] and (tmp_path / 'full' / 'checkpoints' / 'damaged-step-00000006').is_dir()
+    assert ([s for s, _ in checkpoints(tmp_path / 'full')] == [6, 9]
+            and (tmp_path / 'full' / 'checkpoints' / 'damaged-step-00000006').is_dir())

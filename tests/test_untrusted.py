@@ -40,24 +40,27 @@ def test_student_folder_naming_subprocess_run_runs_nothing(tmp_path, run):
     folder, pwned = tmp_path / 'student', tmp_path / 'pwned'
     shutil.copytree(run / 'student', folder)
     cfg = json.loads((folder / 'boot_student.json').read_text())
-    for net in [{'class': 'subprocess.run', 'format': 'safetensors', 'config': {'args': f'touch {pwned}', 'shell': True}},
+    for net in [{'class': 'subprocess.run', 'format': 'safetensors',
+                 'config': {'args': f'touch {pwned}', 'shell': True}},
                 {'class': 'os.system', 'format': 'safetensors', 'config': {'command': f'touch {pwned}'}},
                 {'class': 'diffusers.os.system', 'format': 'diffusers', 'config': {'command': f'touch {pwned}'}},
                 {'class': 'transformers.pipeline', 'format': 'transformers'}]:
         (folder / 'boot_student.json').write_text(json.dumps({**cfg, 'net': net}))
         with pytest.raises(Exception) as info: load_student(folder)
         assert not pwned.exists(), f'loading the folder ran {net["class"]}'
-        assert info.type is BOOTFileError and f"network class '{net['class']}', which is not on the allow-list" in str(info.value)
+        assert (info.type is BOOTFileError
+                and f"network class '{net['class']}', which is not on the allow-list" in str(info.value))
     # and the message says what to do instead: build the network and pass it
-    (folder / 'boot_student.json').write_text(json.dumps({**cfg, 'net': {'class': 'subprocess.run', 'format': 'safetensors'}}))
+    (folder / 'boot_student.json').write_text(json.dumps({**cfg,
+                                                          'net': {'class': 'subprocess.run', 'format': 'safetensors'}}))
     with pytest.raises(ValueError, match=r'load_student\(folder, net=MyNet\(...\)\)'): load_student(folder)
     back = load_student(folder, net=MLPStudent((2,), hidden=16, depth=1))
     for k, v in load_student(run / 'student').state_dict().items(): assert torch.equal(back.state_dict()[k], v), k
 
 
 def crafted_copy(run, tmp_path, name, form, pwned):
-    """A copy of `run` with its last checkpoint alone (no good one to fall back on), its file `name` replaced by (or added as) a
-    pickle that would touch `pwned`."""
+    """A copy of `run` with its last checkpoint alone (no good one to fall back on), its file `name` replaced by (or
+    added as) a pickle that would touch `pwned`."""
     shutil.rmtree(tmp_path / 'run', ignore_errors=True); shutil.copytree(run, tmp_path / 'run')
     *older, (_, last) = checkpoints(tmp_path / 'run')
     for _, folder in older: shutil.rmtree(folder)
@@ -68,7 +71,8 @@ def crafted_copy(run, tmp_path, name, form, pwned):
 
 
 def refused(out, pwned, match):
-    "resume=True from `out` runs no command (checked first) and stops with a BOOTFileError that matches `match`, moving nothing."
+    """resume=True from `out` runs no command (checked first) and stops with a BOOTFileError that matches `match`,
+    moving nothing."""
     with pytest.raises(Exception) as info: distill(ring(), small(), out_dir=out, resume=True, **{**RUN, 'steps': 6})
     assert not pwned.exists(), 'resuming ran the command in the crafted pickle'
     assert info.type is BOOTFileError and re.search(match, str(info.value)), info.value
@@ -77,17 +81,22 @@ def refused(out, pwned, match):
 
 @pytest.mark.parametrize('form', ['pickle', 'torch.save'])
 def test_crafted_checkpoint_runs_nothing_on_resume(tmp_path, run, form):
-    "Each binary state file of the last checkpoint (whatever the layout) in turn replaced by a pickle that would touch a file."
+    """Each binary state file of the last checkpoint (whatever the layout) in turn replaced by a pickle that would touch
+    a file."""
     pwned, last = tmp_path / 'pwned', checkpoints(run)[-1][1]
-    names = [str(f.relative_to(last)) for f in last.rglob('*') if f.suffix in ('.pt', '.bin', '.pkl', '.pth', '.safetensors')]
+    names = [str(f.relative_to(last)) for f in last.rglob('*')
+             if f.suffix in ('.pt', '.bin', '.pkl', '.pth', '.safetensors')]
     assert len(names) >= 3, names
-    for name in names: refused(crafted_copy(run, tmp_path, name, form, pwned), pwned, 'not what boot_nb writes|is not a whole')
+    for name in names:
+        refused(crafted_copy(run, tmp_path, name, form, pwned), pwned, 'not what boot_nb writes|is not a whole')
     # accelerate's own RNG pickle, put back into a checkpoint, is refused before anything is read
-    refused(crafted_copy(run, tmp_path, 'random_states_0.pkl', form, pwned), pwned, r'holds pickle files \(random_states_0.pkl\)')
+    refused(crafted_copy(run, tmp_path, 'random_states_0.pkl', form, pwned), pwned,
+            r'holds pickle files \(random_states_0.pkl\)')
 
 
 def test_resume_unpickles_nothing(tmp_path, run, monkeypatch):
-    "A resume reads safetensors and JSON, and accelerate's optimizer file with weights_only=True; no pickle.load(s) at all."
+    """A resume reads safetensors and JSON, and accelerate's optimizer file with weights_only=True; no pickle.load(s) at
+    all."""
     shutil.copytree(run, tmp_path / 'run')
     calls, load = [], torch.load
     def checked_load(*args, **kwargs):
@@ -97,15 +106,17 @@ def test_resume_unpickles_nothing(tmp_path, run, monkeypatch):
     monkeypatch.setattr(torch, 'load', checked_load)
     monkeypatch.setattr(pickle, 'load', refuse); monkeypatch.setattr(pickle, 'loads', refuse)
     distill(ring(), small(), out_dir=tmp_path / 'run', resume=True, **{**RUN, 'steps': 6})
-    assert calls and all(w is True for w in calls), calls       # optimizer.bin (and accelerate's try at its RNG pickle, absent)
+    # optimizer.bin (and accelerate's try at its RNG pickle, absent)
+    assert calls and all(w is True for w in calls), calls
     assert not list((tmp_path / 'run').rglob('*.pkl')) and not list((tmp_path / 'run').rglob('*.pt'))
 
 
 def test_transformers_model_student_round_trip(tmp_path):
-    "transformers model classes are on the allow-list: saved with save_pretrained, loaded with from_pretrained (safetensors)."
+    """transformers model classes are on the allow-list: saved with save_pretrained, loaded with from_pretrained
+    (safetensors)."""
     import transformers
-    net = transformers.BertModel(transformers.BertConfig(vocab_size=11, hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
-                                                         intermediate_size=8))
+    net = transformers.BertModel(transformers.BertConfig(vocab_size=11, hidden_size=8, num_hidden_layers=1,
+                                                         num_attention_heads=1, intermediate_size=8))
     save_student(BOOTStudent(net, schedule=ring().schedule, sample_shape=(2,), t_min=0.01), tmp_path)
     assert json.loads((tmp_path / 'boot_student.json').read_text())['net']['format'] == 'transformers'
     back = load_student(tmp_path).net

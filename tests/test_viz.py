@@ -32,14 +32,16 @@ def test_signal_paths_compute_the_path(gauss):
     teacher, student, noise = gauss
     p = signal_paths(teacher, noise, student, steps=40)
     sch, ts = teacher.schedule, p['t']
-    assert len(ts) == 41 and ts[0] == 1 and abs(ts[-1] - student.t_min) < 1e-7      # the grid ends at the student's t_min
+    # the grid ends at the student's t_min
+    assert len(ts) == 41 and ts[0] == 1 and abs(ts[-1] - student.t_min) < 1e-7
     for i in [5, 20, 40]:
         a, s = sch.alpha(ts[i]), sch.sigma(ts[i])
         torch.testing.assert_close(p['x'][i], a * p['y'][i] + s * noise, atol=1e-5, rtol=1e-5)          # eq. (2)
         torch.testing.assert_close(p['f'][i], teacher(p['x'][i], ts[i].expand(5)))
         # the student is asked inside its range only
         torch.testing.assert_close(p['student'][i], student(noise, ts[i].clamp(student.t_min, student.t_max).expand(5)))
-    # the exact student and the teacher's signal path agree up to DDIM's error; at alpha = 0 the signal is its limit f(eps, 1)
+    # the exact student and the teacher's signal path agree up to DDIM's error; at alpha = 0 the signal is its limit
+    # f(eps, 1)
     assert (p['student'][30] - p['y'][30]).abs().max() < 0.05
     assert sch.alpha(ts[0]) == 0
     torch.testing.assert_close(p['y'][0], p['f'][0], atol=0, rtol=0)
@@ -119,8 +121,8 @@ def test_guided_samples_are_the_guided_teacher(text):
     noise = torch.randn(4, *teacher.sample_shape, generator=torch.Generator().manual_seed(3))
     prompt = 'a handwritten digit seven'
     # w = 1 is the conditional teacher, w = 0 the unconditional one
-    torch.testing.assert_close(guided_samples(teacher, prompt, 1., noise, steps=2), ddim_sample(teacher, noise, 2, [prompt] * 4),
-                               atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(guided_samples(teacher, prompt, 1., noise, steps=2),
+                               ddim_sample(teacher, noise, 2, [prompt] * 4), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(guided_samples(teacher, prompt, 0., noise, steps=2), ddim_sample(teacher, noise, 2),
                                atol=1e-4, rtol=1e-4)
 
@@ -141,4 +143,5 @@ def test_draw_guided_and_explorer(text):
     w = guidance_explorer(teacher, noise, [prompt, 'the number one'], steps=2)
     box, slider = w.children[:2]
     box.value, slider.value = 'the number one', 2.5
-    assert w.result._suptitle.get_text() == repr('the number one') and w.result.axes[0].get_title().startswith('w = 2.5:')
+    assert (w.result._suptitle.get_text() == repr('the number one')
+            and w.result.axes[0].get_title().startswith('w = 2.5:'))
