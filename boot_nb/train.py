@@ -19,7 +19,8 @@ from torch import nn
 from .config import RESUMABLE, DistillConfig, check_out_dir, checkpoints, cpu_thread_count, make_config
 from .config import idle_cores, resolved_precision       # re-exported for one release: they lived here
 from .files import BOOTFileError, check_fields, is_number, load_weights, parse_json, read_json
-from .plots import ShownFigure, as_images, comparison_figure, image_grid     # the first three re-exported: they lived here
+# the first three re-exported: they lived here
+from .plots import ShownFigure, as_images, comparison_figure, image_grid
 from .losses import BOOTLoss, loss_distance, residual_by_t
 from .quality import teacher_fingerprint
 from .sampling import ddim_sample, one_step_sample
@@ -31,37 +32,43 @@ from .teachers import load_teacher
 
 # %% ../nbs/08_train.ipynb #68e58bb5
 def step_generator(seed, step, process=0, device=None, micro=0):
-    "The torch.Generator of a training step's micro-batch: seeded by (seed, step, process, micro), so any step's draws can be replayed."
-    state = np.random.SeedSequence([seed, step, process] + ([micro] if micro else [])).generate_state(2, dtype=np.uint32)
+    """The torch.Generator of a training step's micro-batch: seeded by (seed, step, process, micro), so any step's
+    draws can be replayed."""
+    state = np.random.SeedSequence([seed, step, process] + ([micro] if micro else [])).generate_state(2,
+                                                                                                       dtype=np.uint32)
     return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
 
 def save_rng_states(path):
-    "Write this process's RNG states (Python, NumPy, torch, CUDA) to a safetensors file: integer tensors and JSON, no pickle."
+    """Write this process's RNG states (Python, NumPy, torch, CUDA) to a safetensors file: integer tensors and JSON,
+    no pickle."""
     from safetensors.torch import save_file
     version, words, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
-    tensors = {'python': torch.tensor(words), 'numpy': torch.from_numpy(keys.astype(np.int64)), 'torch': torch.get_rng_state(),
-               **{f'cuda.{i}': s for i, s in enumerate(cuda)}}
+    tensors = {'python': torch.tensor(words), 'numpy': torch.from_numpy(keys.astype(np.int64)),
+               'torch': torch.get_rng_state(), **{f'cuda.{i}': s for i, s in enumerate(cuda)}}
     scalars = {'python': [version, gauss], 'numpy': [kind, int(pos), int(has_gauss), float(cached)]}
     save_file(tensors, str(path), metadata={'scalars': json.dumps(scalars)})
 
-CHECKPOINT_FIX = ('The checkpoint is damaged or was not written by boot_nb (nothing in it was run): resume=True moves it aside and '
-                  'goes on from the checkpoint before, if there is one')
+CHECKPOINT_FIX = ('The checkpoint is damaged or was not written by boot_nb (nothing in it was run): resume=True moves '
+                  'it aside and goes on from the checkpoint before, if there is one')
 
 def load_rng_states(path):
-    "Restore the RNG states that `save_rng_states` wrote to `path`; a file that does not hold them is a `BOOTFileError`."
+    """Restore the RNG states that `save_rng_states` wrote to `path`; a file that does not hold them is a
+    `BOOTFileError`."""
     from safetensors import SafetensorError, safe_open
     try:
         with safe_open(str(path), 'pt') as f: s, meta = {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}
-    except (SafetensorError, OSError) as e: raise BOOTFileError(path, f'is not a whole safetensors file ({e})', CHECKPOINT_FIX) from None
+    except (SafetensorError, OSError) as e:
+        raise BOOTFileError(path, f'is not a whole safetensors file ({e})', CHECKPOINT_FIX) from None
     scalars = parse_json(meta.get('scalars', ''), f'{path} (its "scalars" metadata)', dict, CHECKPOINT_FIX)
     try:
         random.setstate((scalars['python'][0], tuple(s['python'].tolist()), scalars['python'][1]))
         np.random.set_state((scalars['numpy'][0], s['numpy'].numpy().astype(np.uint32), *scalars['numpy'][1:]))
         torch.set_rng_state(s['torch'])
     except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as e:
-        raise BOOTFileError(path, f'does not hold the RNG states boot_nb writes ({type(e).__name__}: {e})', CHECKPOINT_FIX) from None
+        raise BOOTFileError(path, f'does not hold the RNG states boot_nb writes ({type(e).__name__}: {e})',
+                            CHECKPOINT_FIX) from None
     cuda = [s[f'cuda.{i}'] for i in range(torch.cuda.device_count()) if f'cuda.{i}' in s]
     if cuda: torch.cuda.set_rng_state_all(cuda)
 
@@ -72,14 +79,19 @@ def _save_student_hook(accelerator, models, weights, folder):
     weights.pop(0)
 
 def _load_student_hook(accelerator, models, folder):
-    "accelerate load hook: the student's weights from the checkpoint's student folder (safetensors only; its JSON is not read)."
-    net, folder = accelerator.unwrap_model(models.pop(0)).net, Path(folder) / 'student'     # popped: accelerate loads no model file
-    load_weights(net, folder / 'net.safetensors' if (folder / 'net.safetensors').exists() else folder / 'net', fix=CHECKPOINT_FIX)
+    """accelerate load hook: the student's weights from the checkpoint's student folder (safetensors only; its JSON
+    is not read)."""
+    # popped: accelerate loads no model file
+    net, folder = accelerator.unwrap_model(models.pop(0)).net, Path(folder) / 'student'
+    load_weights(net, folder / 'net.safetensors' if (folder / 'net.safetensors').exists() else folder / 'net',
+                 fix=CHECKPOINT_FIX)
 
-EMA_NAME = 'ema.safetensors'       # in a checkpoint: the moving average of the student's weights, when `ema_decay` is set
+# in a checkpoint: the moving average of the student's weights, when `ema_decay` is set
+EMA_NAME = 'ema.safetensors'
 
 def save_checkpoint(accelerator, step, config, out_dir, keep=2, fingerprint=None, ema=None):
-    "Atomically write checkpoint `step`: accelerate's state (student folder, optimizer, GradScaler), RNG states, the `ema` weights (a dict), step, config and the run's `fingerprint`."
+    """Atomically write checkpoint `step`: accelerate's state (student folder, optimizer, GradScaler), RNG states,
+    the `ema` weights (a dict), step, config and the run's `fingerprint`."""
     from accelerate.utils import RNG_STATE_NAME
     from safetensors import SafetensorError
     from safetensors.torch import save_file
@@ -92,16 +104,21 @@ def save_checkpoint(accelerator, step, config, out_dir, keep=2, fingerprint=None
         hook = accelerator.register_save_state_pre_hook(partial(_save_student_hook, accelerator))
         try: accelerator.save_state(str(tmp))
         finally: hook.remove()
-        (tmp / f'{RNG_STATE_NAME}_{accelerator.process_index}.pkl').unlink(missing_ok=True)     # accelerate's pickle: replaced by ours
+        # accelerate's pickle: replaced by ours
+        (tmp / f'{RNG_STATE_NAME}_{accelerator.process_index}.pkl').unlink(missing_ok=True)
         save_rng_states(tmp / f'rng-{accelerator.process_index}.safetensors')
         if ema is not None and accelerator.is_main_process: save_file(ema, str(tmp / EMA_NAME))
         accelerator.wait_for_everyone()
-        if accelerator.is_main_process: (tmp / 'state.json').write_text(json.dumps({'step': step, 'config': config, 'fingerprint': fingerprint}))
-    except (OSError, RuntimeError, SafetensorError) as e:    # a full disk, a file-size limit: torch says so as a RuntimeError
+        if accelerator.is_main_process:
+            (tmp / 'state.json').write_text(json.dumps({'step': step, 'config': config, 'fingerprint': fingerprint}))
+    except (OSError, RuntimeError, SafetensorError) as e:
+        # a full disk, a file-size limit: torch says so as a RuntimeError
         shutil.rmtree(tmp, ignore_errors=True)
         kept = checkpoints(out_dir)
-        raise OSError(f'Could not write checkpoint step {step} in {str(root)!r} ({" ".join(str(e).split())}): is the disk full, or a file-size '
-                      f'limit reached? {f"The previous checkpoint, {str(kept[-1][1])!r}, is kept as it was: free some space, then resume=True goes on from it." if kept else "No checkpoint was written before it."}') from e
+        before = (f'The previous checkpoint, {str(kept[-1][1])!r}, is kept as it was: free some space, then '
+                  'resume=True goes on from it.' if kept else 'No checkpoint was written before it.')
+        raise OSError(f'Could not write checkpoint step {step} in {str(root)!r} ({" ".join(str(e).split())}): is the '
+                      f'disk full, or a file-size limit reached? {before}') from e
     if accelerator.is_main_process:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
@@ -111,23 +128,27 @@ def save_checkpoint(accelerator, step, config, out_dir, keep=2, fingerprint=None
 
 # %% ../nbs/08_train.ipynb #31e12ab2
 _STATE_FIELDS = {'step': (lambda v: is_number(v, 0, integer=True), 'a non-negative integer'),
-                 'config': (lambda v: isinstance(v, dict), 'an object'), 'fingerprint': (lambda v: v is None or isinstance(v, dict), 'null or an object')}
+                 'config': (lambda v: isinstance(v, dict), 'an object'),
+                 'fingerprint': (lambda v: v is None or isinstance(v, dict), 'null or an object')}
 
 def read_checkpoint_state(folder):
-    "The state.json of checkpoint `folder` ({'step', 'config', 'fingerprint'}), checked with the folder's layout before anything is loaded."
+    """The state.json of checkpoint `folder` ({'step', 'config', 'fingerprint'}), checked with the folder's layout
+    before anything is loaded."""
     folder = Path(folder)
     pickles = sorted(p.name for p in folder.glob('*.pkl'))
-    if pickles: raise BOOTFileError(folder, f'holds pickle files ({", ".join(pickles)}), which boot_nb never writes nor loads: it was not '
-                                    'written by boot_nb as it is', CHECKPOINT_FIX)
+    if pickles: raise BOOTFileError(folder, f'holds pickle files ({", ".join(pickles)}), which boot_nb never writes '
+                                    'nor loads: it was not written by boot_nb as it is', CHECKPOINT_FIX)
     if not (folder / 'state.json').exists():
-        raise BOOTFileError(folder, 'has no state.json: it was written by an older boot_nb (state.pt, rng-*.pt), which cannot be resumed '
-                            'without unpickling, or it is incomplete', CHECKPOINT_FIX)
+        raise BOOTFileError(folder, 'has no state.json: it was written by an older boot_nb (state.pt, rng-*.pt), which '
+                            'cannot be resumed without unpickling, or it is incomplete', CHECKPOINT_FIX)
     path = folder / 'state.json'
     state = check_fields(read_json(path, dict, folder, CHECKPOINT_FIX), _STATE_FIELDS, path, CHECKPOINT_FIX)
-    if state['step'] != int(folder.name[5:]): raise BOOTFileError(path, f'"step" is {state["step"]}, but the folder is {folder.name}', CHECKPOINT_FIX)
+    if state['step'] != int(folder.name[5:]):
+        raise BOOTFileError(path, f'"step" is {state["step"]}, but the folder is {folder.name}', CHECKPOINT_FIX)
     missing = [n for n in ('optimizer.bin', 'student') if not (folder / n).exists()]
     if missing: raise BOOTFileError(folder, f'has no {" and no ".join(missing)}: it is incomplete', CHECKPOINT_FIX)
-    if not zipfile.is_zipfile(folder / 'optimizer.bin'): raise BOOTFileError(folder / 'optimizer.bin', 'is not a whole torch.save file', CHECKPOINT_FIX)
+    if not zipfile.is_zipfile(folder / 'optimizer.bin'):
+        raise BOOTFileError(folder / 'optimizer.bin', 'is not a whole torch.save file', CHECKPOINT_FIX)
     return state
 
 class _Tensors(nn.Module):
@@ -139,45 +160,57 @@ class _Tensors(nn.Module):
             for k, v in d.items(): self.tensors[k].copy_(v)
 
 def load_checkpoint(accelerator, folder, ema=None):
-    "Restore checkpoint `folder` into the prepared student, optimizer and GradScaler, the `ema` weights and this process's RNGs; returns its checked state.json."
+    """Restore checkpoint `folder` into the prepared student, optimizer and GradScaler, the `ema` weights and this
+    process's RNGs; returns its checked state.json."""
     from accelerate.utils import SCALER_NAME
     from safetensors import SafetensorError
     folder = Path(folder)
     state, rng = read_checkpoint_state(folder), folder / f'rng-{accelerator.process_index}.safetensors'
     if not rng.exists(): raise BOOTFileError(folder, f'has no {rng.name}: it is incomplete', CHECKPOINT_FIX)
     if ema is not None:
-        if not (folder / EMA_NAME).exists(): raise BOOTFileError(folder, f'has no {EMA_NAME}: it is incomplete', CHECKPOINT_FIX)
-        load_weights(_Tensors(ema), folder / EMA_NAME, fix=CHECKPOINT_FIX)       # checked: every tensor, its shape, finite
+        if not (folder / EMA_NAME).exists():
+            raise BOOTFileError(folder, f'has no {EMA_NAME}: it is incomplete', CHECKPOINT_FIX)
+        load_weights(_Tensors(ema), folder / EMA_NAME, fix=CHECKPOINT_FIX)    # checked: every tensor, its shape, finite
     scaler = accelerator.scaler
-    if not (folder / SCALER_NAME).exists(): accelerator.scaler = None    # saved without fp16: the scaler of an fp16 resume starts afresh
+    # saved without fp16: the scaler of an fp16 resume starts afresh
+    if not (folder / SCALER_NAME).exists(): accelerator.scaler = None
     hook = accelerator.register_load_state_pre_hook(partial(_load_student_hook, accelerator))
     try:
         accelerator.load_state(str(folder))
         load_rng_states(rng)
     except BOOTFileError: raise
     except (pickle.UnpicklingError, SafetensorError, RuntimeError, EOFError, OSError, KeyError, ValueError) as e:
-        why = ([''] + [l.strip() for l in str(e).split('Check the documentation')[0].splitlines() if l.strip()])[-1]   # torch's last line
-        raise BOOTFileError(folder, f'holds a file that is not what boot_nb writes ({type(e).__name__}: {why})', CHECKPOINT_FIX) from e
+        # torch's last line
+        why = ([''] + [l.strip() for l in str(e).split('Check the documentation')[0].splitlines() if l.strip()])[-1]
+        raise BOOTFileError(folder, f'holds a file that is not what boot_nb writes ({type(e).__name__}: {why})',
+                            CHECKPOINT_FIX) from e
     finally: hook.remove(); accelerator.scaler = scaler
     return state
 
 # %% ../nbs/08_train.ipynb #e4c5630f
 class Distiller:
-    "One BOOT run in memory: accelerator, student, optimizer and loss, checked together; `train_step(k)` is step k of Algorithm 1."
+    """One BOOT run in memory: accelerator, student, optimizer and loss, checked together; `train_step(k)` is step k of
+    Algorithm 1."""
     def __init__(self, teacher, student=None, config=None, **kwargs):
         from accelerate import Accelerator
         from accelerate.state import AcceleratorState
-        c = self.config = make_config(config, kwargs).resolve(teacher, student)     # t_min, t_max, precision, threads (07c_config)
-        AcceleratorState._reset_state()     # accelerate's state is process-global: without this a second run could not change precision
-        acc = self.accelerator = Accelerator(cpu=c.cpu, mixed_precision=c.mixed_precision, log_with=c.log_with, project_dir=str(c.out_dir))
+        # t_min, t_max, precision, threads (07c_config)
+        c = self.config = make_config(config, kwargs).resolve(teacher, student)
+        # accelerate's state is process-global: without this a second run could not change precision
+        AcceleratorState._reset_state()
+        acc = self.accelerator = Accelerator(cpu=c.cpu, mixed_precision=c.mixed_precision, log_with=c.log_with,
+                                             project_dir=str(c.out_dir))
         device = acc.device
         if isinstance(teacher, nn.Module): teacher.to(device).eval().requires_grad_(False)
         self.context = check_context(teacher, c.prompts, c.labels, c.guidance)
-        self.teacher = teacher if c.guidance is None else GuidedTeacher(teacher, c.guidance)    # the target f~ of lines 9-12
+        # the target f~ of lines 9-12
+        self.teacher = teacher if c.guidance is None else GuidedTeacher(teacher, c.guidance)
         fresh = student is None
-        student = make_student(teacher, student, c.t_min, c.t_max, cond_kind(teacher) if len(self.context) else None, c.guidance).to(device)
+        student = make_student(teacher, student, c.t_min, c.t_max, cond_kind(teacher) if len(self.context) else None,
+                               c.guidance).to(device)
         self.lr = c.lr if c.lr is not None else (1e-4 if fresh else 1e-3)
-        self.loss = BOOTLoss(c.delta, c.t_min, c.t_max, c.beta, c.solver, loss_distance(c.loss, teacher, c.lpips_net, c.lpips_weights), c.r_min)
+        self.loss = BOOTLoss(c.delta, c.t_min, c.t_max, c.beta, c.solver,
+                             loss_distance(c.loss, teacher, c.lpips_net, c.lpips_weights), c.r_min)
         if isinstance(self.loss.bs.distance, nn.Module): self.loss.bs.distance.to(device)
         self._check(teacher, student)
         if c.compile:       # in place, so state_dict keys (and saved students) stay as they are
@@ -188,21 +221,27 @@ class Distiller:
         self.fused = device.type in ('cuda', 'cpu') and all(p.dtype.is_floating_point for p in student.parameters())
         opt = torch.optim.AdamW(student.parameters(), lr=self.lr, weight_decay=c.weight_decay, fused=self.fused or None)
         self.student, self.opt = acc.prepare(student, opt)
-        # the moving average of `ema_decay` (torch's EMA update, on the device, no sync), checkpointed and given to the finished student
+        # the moving average of `ema_decay` (torch's EMA update, on the device, no sync), checkpointed and given to the
+        # finished student
         self.ema = {k: p.detach().clone() for k, p in student.named_parameters()} if c.ema_decay else None
         self._ema_update = torch.optim.swa_utils.get_ema_multi_avg_fn(c.ema_decay) if c.ema_decay else None
         self._ema_pairs = (list(self.ema.values()), [p for _, p in student.named_parameters()]) if c.ema_decay else None
-        self.nonfinite = torch.zeros((), dtype=torch.long, device=device)          # steps skipped since the last `finite_check`
-        self.first_nonfinite = torch.zeros((), dtype=torch.long, device=device)    # the first of them (1-based), 0 if none
+        # steps skipped since the last `finite_check`
+        self.nonfinite = torch.zeros((), dtype=torch.long, device=device)
+        # the first of them (1-based), 0 if none
+        self.first_nonfinite = torch.zeros((), dtype=torch.long, device=device)
 
     def draw(self, step, micro=0):
-        "Lines 2-3: the noise eps ~ N(0, I) and contexts c ~ D of `step`'s micro-batch, and the generator that then draws its times."
+        """Lines 2-3: the noise eps ~ N(0, I) and contexts c ~ D of `step`'s micro-batch, and the generator that then
+        draws its times."""
         g = step_generator(self.config.seed, step, self.accelerator.process_index, self.accelerator.device, micro)
-        eps = torch.randn(self.config.batch_size, *self.teacher.sample_shape, generator=g, device=self.accelerator.device)
+        eps = torch.randn(self.config.batch_size, *self.teacher.sample_shape, generator=g,
+                          device=self.accelerator.device)
         return eps, self.context.sample(len(eps), g), g
 
     def _check(self, teacher, student):
-        "Run the teacher, the student and the context set together on a test batch before any step, and check what saving needs."
+        """Run the teacher, the student and the context set together on a test batch before any step, and check what
+        saving needs."""
         device = self.accelerator.device
         eps = torch.randn(2, *teacher.sample_shape, generator=torch.Generator(device).manual_seed(0), device=device)
         cond = self.context.sample(2, torch.Generator(device).manual_seed(0))
@@ -214,12 +253,15 @@ class Distiller:
             try: y = student(eps, torch.full((2,), self.config.t_min, device=device), cond)
             except Exception as e:
                 if out_of_memory(e): raise
-                raise ValueError(f'The student failed on noise of shape {tuple(eps.shape)} (batch, *teacher.sample_shape): {e}') from e
+                raise ValueError(f'The student failed on noise of shape {tuple(eps.shape)} (batch, '
+                                 f'*teacher.sample_shape): {e}') from e
         if tuple(y.shape) != tuple(eps.shape) or tuple(f.shape) != tuple(eps.shape):
-            raise ValueError(f'The student returns shape {tuple(y.shape[1:])} per sample but the teacher makes samples of shape '
-                             f'{tuple(teacher.sample_shape)}: the student must map noise to a signal of the same shape.')
+            raise ValueError(f'The student returns shape {tuple(y.shape[1:])} per sample but the teacher makes samples '
+                             f'of shape {tuple(teacher.sample_shape)}: the student must map noise to a signal of the '
+                             'same shape.')
         try: student_config(student)
-        except ValueError as e: raise ValueError(f'{e} (checked before the first step: every checkpoint saves the student)') from e
+        except ValueError as e:
+            raise ValueError(f'{e} (checked before the first step: every checkpoint saves the student)') from e
 
     def lr_at(self, step):
         "The learning rate of `step`: a function of the step alone, so a resumed run follows it exactly."
@@ -227,13 +269,14 @@ class Distiller:
         return self.lr if c.lr_schedule == 'constant' else self.lr * 0.5 * (1 + math.cos(math.pi * step / c.steps))
 
     def train_step(self, step):
-        "Step `step` (0-based) of Algorithm 1; returns [loss, bs, bc] as a device tensor, so nothing waits for the device."
+        """Step `step` (0-based) of Algorithm 1; returns [loss, bs, bc] as a device tensor, so nothing waits for the
+        device."""
         acc, c, opt = self.accelerator, self.config, self.opt
         self.student.train()
         vals = 0
         for micro in range(c.grad_accum):
             eps, cond, g = self.draw(step, micro)                                               # lines 2-3
-            sync = micro == c.grad_accum - 1 or acc.num_processes == 1                        # all-reduce gradients once
+            sync = micro == c.grad_accum - 1 or acc.num_processes == 1                       # all-reduce gradients once
             with (nullcontext() if sync else acc.no_sync(self.student)), acc.autocast():
                 out = self.loss(self.student, self.teacher, eps, cond, generator=g)            # lines 4-14
             acc.backward(out['loss'] / c.grad_accum)
@@ -242,28 +285,32 @@ class Distiller:
         bad = ~torch.isfinite(vals).all()
         self.first_nonfinite = torch.where(bad & (self.first_nonfinite == 0), step + 1, self.first_nonfinite)
         self.nonfinite += bad
-        if c.grad_clip: acc.clip_grad_norm_(self.student.parameters(), c.grad_clip)             # line 15: theta <- theta - eta grad
+        # line 15: theta <- theta - eta grad
+        if c.grad_clip: acc.clip_grad_norm_(self.student.parameters(), c.grad_clip)
         for group in opt.param_groups: group['lr'] = self.lr_at(step)
-        if self.fused and acc.scaler is None: opt.optimizer.found_inf = bad.float()           # skips the update on the device
-        elif not self.fused and bool(bad): opt.zero_grad(set_to_none=True); return vals       # other devices: a host check
-        opt.step(); opt.zero_grad(set_to_none=True)       # (under fp16 the GradScaler skips a step whose gradients are not finite)
+        if self.fused and acc.scaler is None: opt.optimizer.found_inf = bad.float()   # skips the update on the device
+        elif not self.fused and bool(bad): opt.zero_grad(set_to_none=True); return vals   # other devices: a host check
+        # (under fp16 the GradScaler skips a step whose gradients are not finite)
+        opt.step(); opt.zero_grad(set_to_none=True)
         if self.ema is not None: self._ema_update(*self._ema_pairs, None)
         return vals
 
     def finite_check(self, last_checkpoint):
-        "Raise if a step since the last check had a non-finite loss (its update was skipped); a host sync, done only when logging."
+        """Raise if a step since the last check had a non-finite loss (its update was skipped); a host sync, done only
+        when logging."""
         if not self.nonfinite.item(): return
         first, n = self.first_nonfinite.item(), self.nonfinite.item()
         raise FloatingPointError(
-            f'Non-finite loss at step {first}{f" (and {n - 1} more since)" if n > 1 else ""}; the update of such a step is skipped, '
-            f'and the run stopped at the next log line. The last good checkpoint is '
+            f'Non-finite loss at step {first}{f" (and {n - 1} more since)" if n > 1 else ""}; the update of such a '
+            f'step is skipped, and the run stopped at the next log line. The last good checkpoint is '
             f'{str(last_checkpoint) if last_checkpoint else "none (no checkpoint was written yet)"}. '
             'Try a lower lr, bf16 instead of fp16, or a larger r_min; then resume=True continues from that checkpoint.')
 
 # %% ../nbs/08_train.ipynb #0989d2c6
 @contextmanager
 def cpu_threads(c, device):
-    "Run with `c.threads` CPU threads, or on a CPU as many as are idle: a thread that must share its core makes every step wait for it."
+    """Run with `c.threads` CPU threads, or on a CPU as many as are idle: a thread that must share its core makes every
+    step wait for it."""
     before = torch.get_num_threads()
     n = cpu_thread_count(c, device.type)           # a resolved config has its count; else the idle cores now
     if n: torch.set_num_threads(n)
@@ -276,7 +323,8 @@ def _stop_on_interrupt():
     "Turn the first Ctrl-C (SIGINT) into a request to stop after the current step; a second one interrupts at once."
     stop = []
     # signals reach the main thread only; a process that ignores SIGINT (a script's background job) goes on ignoring it
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN: yield stop; return
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield stop; return
     def handler(sig, frame):
         stop.append(True)
         signal.signal(signal.SIGINT, previous)
@@ -290,7 +338,8 @@ def _open_log(path, start):
     if start == 0: path.rename(path.with_name(f'log-{time.strftime("%Y%m%d-%H%M%S")}.jsonl')); return
     if path.is_symlink() or not path.is_file():
         raise BOOTFileError(path, 'is not a regular file', 'Move it away: the run writes its log there')
-    tmp, dropped = path.with_name(path.name + '.tmp'), 0        # written whole, then renamed: a kill leaves the old log whole
+    # written whole, then renamed: a kill leaves the old log whole
+    tmp, dropped = path.with_name(path.name + '.tmp'), 0
     with open(path, errors='replace') as src, open(tmp, 'w') as dst:
         for line in src:
             try: rec = parse_json(line, path)
@@ -298,18 +347,22 @@ def _open_log(path, start):
             if not is_number(rec.get('step'), 0, integer=True): dropped += 1
             elif rec['step'] <= start: dst.write(line.rstrip('\n') + '\n')
         dst.flush(); os.fsync(dst.fileno())
-    if dropped: warnings.warn(f'{path}: dropped {dropped} damaged line(s) (a run killed mid-write); the checkpoint decides where the log goes on.')
+    if dropped: warnings.warn(f'{path}: dropped {dropped} damaged line(s) (a run killed mid-write); the checkpoint '
+                              'decides where the log goes on.')
     os.replace(tmp, path)
 
 # %% ../nbs/08_train.ipynb #0cf4b7bc
 def run_fingerprint(teacher, student):
-    "What a checkpoint records of the run's teacher (innermost under wrappers with a `teacher`) and student, to refuse resuming with others."
+    """What a checkpoint records of the run's teacher (innermost under wrappers with a `teacher`) and student, to
+    refuse resuming with others."""
     inner = teacher
-    for _ in range(8): inner = getattr(inner, 'teacher', None) or inner       # GuidedTeacher and other wrappers hold theirs as `teacher`
+    # GuidedTeacher and other wrappers hold theirs as `teacher`
+    for _ in range(8): inner = getattr(inner, 'teacher', None) or inner
     try: schedule = hashlib.sha256(json.dumps(schedule_config(teacher.schedule)).encode()).hexdigest()[:16]
     except (ValueError, TypeError): schedule = 'not saveable'
     net = inner if isinstance(inner, nn.Module) else getattr(inner, 'net', None)
-    tensors = net.state_dict() if isinstance(net, nn.Module) else {k: v for k, v in getattr(inner, '__dict__', {}).items() if torch.is_tensor(v)}
+    tensors = (net.state_dict() if isinstance(net, nn.Module)
+               else {k: v for k, v in getattr(inner, '__dict__', {}).items() if torch.is_tensor(v)})
     arch = {k: [str(v.dtype), list(v.shape)] for k, v in student.net.state_dict().items()}
     return {'teacher': type(inner).__name__, 'schedule': f'{type(teacher.schedule).__name__} {schedule}',
             'prediction_type': getattr(teacher, 'prediction_type', None), 'sample_shape': list(teacher.sample_shape),
@@ -317,40 +370,49 @@ def run_fingerprint(teacher, student):
             'student': f'{type(student.net).__name__} {hashlib.sha256(json.dumps(arch).encode()).hexdigest()[:16]}'}
 
 def _check_resume(state, folder, c, fingerprint):
-    "Refuse to resume checkpoint `folder` beyond `c.steps`, with other settings, or with another teacher or student: one line each."
+    """Refuse to resume checkpoint `folder` beyond `c.steps`, with other settings, or with another teacher or student:
+    one line each."""
     if state['step'] > c.steps:
-        raise ValueError(f'{str(folder)!r} is at step {state["step"]}, beyond `steps`={c.steps}: pass steps={state["step"]} or more to go on '
-                         'with that run, or choose another `out_dir`.')
+        raise ValueError(f'{str(folder)!r} is at step {state["step"]}, beyond `steps`={c.steps}: pass '
+                         f'steps={state["step"]} or more to go on with that run, or choose another `out_dir`.')
     now, saved = c.saved(), state['config']
     changed = {k: (saved.get(k), v) for k, v in now.items() if k not in RESUMABLE and saved.get(k) != v}
     if changed: raise ValueError(f'Cannot resume with different settings (saved, now): {changed}.')
     was = state.get('fingerprint') or {}             # checkpoints of an older boot_nb record none
     other = {k: (was[k], v) for k, v in fingerprint.items() if was.get(k) is not None and v is not None and was[k] != v}
-    if other: raise ValueError(f'Cannot resume {str(folder)!r} with another teacher or student (saved, now): {other}. Pass the teacher '
-                               'and student that run was trained with, or choose another `out_dir`.')
+    if other: raise ValueError(f'Cannot resume {str(folder)!r} with another teacher or student (saved, now): {other}. '
+                               'Pass the teacher and student that run was trained with, or choose another `out_dir`.')
 
 def resume_checkpoint(accelerator, c, fingerprint, ema=None):
-    "Restore the newest checkpoint of `c.out_dir` that loads and fits this run; newer damaged ones move aside to damaged-step-N with a warning."
+    """Restore the newest checkpoint of `c.out_dir` that loads and fits this run; newer damaged ones move aside to
+    damaged-step-N with a warning."""
     failed = []
     for _, folder in reversed(checkpoints(c.out_dir)):
         try:
-            _check_resume(read_checkpoint_state(folder), folder, c, fingerprint)          # a refusal: a ValueError, not a BOOTFileError
+            # a refusal: a ValueError, not a BOOTFileError
+            _check_resume(read_checkpoint_state(folder), folder, c, fingerprint)
             state = load_checkpoint(accelerator, folder, ema)
         except BOOTFileError as e: failed.append((folder, e)); continue
         for bad, e in failed:
-            aside = next(p for i in range(1000) if not (p := bad.with_name(f'damaged-{bad.name}' + (f'-{i}' if i else ''))).exists())
+            aside = next(p for i in range(1000)
+                         if not (p := bad.with_name(f'damaged-{bad.name}' + (f'-{i}' if i else ''))).exists())
             if accelerator.is_main_process: bad.rename(aside)
-            warnings.warn(f'{e.path}: {e.what}. Moved {bad.name} aside to {str(aside)!r} and resuming from {folder.name}.')
+            warnings.warn(f'{e.path}: {e.what}. Moved {bad.name} aside to {str(aside)!r} and resuming from '
+                          f'{folder.name}.')
         accelerator.wait_for_everyone()
         return state, folder
     e = failed[0][1]
-    raise BOOTFileError(e.path, e.what + (f'; none of the {len(failed) - 1} checkpoint(s) before it loads either' if len(failed) > 1 else ''),
-                        'No checkpoint of this run can be resumed: start it again in a new `out_dir`, or restore the checkpoint')
+    raise BOOTFileError(e.path, e.what + (f'; none of the {len(failed) - 1} checkpoint(s) before it loads either'
+                                          if len(failed) > 1 else ''),
+                        'No checkpoint of this run can be resumed: start it again in a new `out_dir`, or restore the '
+                        'checkpoint')
 
 # %% ../nbs/08_train.ipynb #deaaf2b4
 def out_of_memory(e):
-    "Whether `e` is running out of memory: CUDA's `torch.OutOfMemoryError`, Python's `MemoryError`, or a CPU allocation torch could not make."
-    return isinstance(e, (torch.OutOfMemoryError, MemoryError)) or isinstance(e, RuntimeError) and "can't allocate memory" in str(e)
+    """Whether `e` is running out of memory: CUDA's `torch.OutOfMemoryError`, Python's `MemoryError`, or a CPU
+    allocation torch could not make."""
+    return (isinstance(e, (torch.OutOfMemoryError, MemoryError))
+            or isinstance(e, RuntimeError) and "can't allocate memory" in str(e))
 
 @contextmanager
 def _memory_errors(c):
@@ -358,15 +420,17 @@ def _memory_errors(c):
     try: yield
     except (RuntimeError, MemoryError) as e:
         if not out_of_memory(e): raise
-        raise torch.OutOfMemoryError(f'Out of memory with `batch_size`={c.batch_size}: lower `batch_size` (`grad_accum` keeps the update of a '
-                                     'larger batch in the memory of a smaller one); if even small batches do not fit, the teacher and '
-                                     'student are too large for this device.') from e
+        raise torch.OutOfMemoryError(f'Out of memory with `batch_size`={c.batch_size}: lower `batch_size` '
+                                     '(`grad_accum` keeps the update of a larger batch in the memory of a smaller '
+                                     'one); if even small batches do not fit, the teacher and student are too large '
+                                     'for this device.') from e
 
 _LOCKED = set()     # the output folders this process holds the lock of
 
 @contextmanager
 def run_lock(out_dir, enabled=True):
-    "An exclusive OS lock (flock) on `out_dir` for a whole run, gone when the process ends however it ends; a second run is refused."
+    """An exclusive OS lock (flock) on `out_dir` for a whole run, gone when the process ends however it ends; a second
+    run is refused."""
     try: import fcntl
     except ImportError: enabled = False            # no flock (Windows): runs are not locked
     key = Path(out_dir).absolute()
@@ -380,25 +444,28 @@ def run_lock(out_dir, enabled=True):
                          'or choose another `out_dir`.') from None
     fh.seek(0); stale = fh.read().strip()
     if stale: print(f'{str(out_dir)!r} was locked by {stale}, which ended without releasing it: taking the lock over.')
-    fh.seek(0); fh.truncate(); fh.write(f'process {os.getpid()} on {socket.gethostname()} (boot_nb.train.distill)'); fh.flush()
+    fh.seek(0); fh.truncate()
+    fh.write(f'process {os.getpid()} on {socket.gethostname()} (boot_nb.train.distill)'); fh.flush()
     _LOCKED.add(key)
     try: yield
     finally: _LOCKED.discard(key); fh.seek(0); fh.truncate(); fcntl.flock(fh, fcntl.LOCK_UN); fh.close()
 
 # %% ../nbs/08_train.ipynb #b5bad19d
 def distill(teacher, student=None, config=None, **settings):
-    """Distil `teacher` (a teacher object, or a name, folder or hub id for `load_teacher`) into a one-step BOOT student with
-    Algorithm 1; returns the trained student. `settings` are `DistillConfig`'s fields (`help(DistillConfig)` lists them). E.g.
+    """Distil `teacher` (a teacher object, or a name, folder or hub id for `load_teacher`) into a one-step BOOT
+    student with Algorithm 1; returns the trained student. `settings` are `DistillConfig`'s fields
+    (`help(DistillConfig)` lists them). E.g.
 
         student = distill('digits', steps=1500, batch_size=32, lr=1e-3, out_dir='boot_nb_digits')
         x = one_step_sample(student, torch.randn(16, *student.sample_shape))      # boot_nb.sampling: one network call
-        pipe = BOOTPipeline.from_pretrained('boot_nb_digits/student')               # boot_nb.pipeline: the same, in diffusers
+        pipe = BOOTPipeline.from_pretrained('boot_nb_digits/student')    # boot_nb.pipeline: the same, in diffusers
     """
     c = make_config(config, settings)
     check_out_dir(c)
-    if isinstance(teacher, (str, os.PathLike)): teacher = load_teacher(teacher)     # a shipped teacher's name, a folder or a hub id
+    # a shipped teacher's name, a folder or a hub id
+    if isinstance(teacher, (str, os.PathLike)): teacher = load_teacher(teacher)
     with _memory_errors(c):
-        d = Distiller(teacher, student, c)                                          # every check, before a file is touched
+        d = Distiller(teacher, student, c)                                  # every check, before a file is touched
         with run_lock(c.out_dir, enabled=d.accelerator.is_main_process): return _distill(teacher, d)
 
 # %% ../nbs/08_train.ipynb #286f4340
@@ -412,16 +479,19 @@ def _distill(teacher, d):
         state, last = resume_checkpoint(acc, c, fingerprint, d.ema)
         start = state['step']
     elif c.resume: acc.print(f'resume=True, but {str(out_dir)!r} holds no checkpoint: starting at step 0.')
-    if c.log_with is not None: acc.init_trackers('boot_nb', config={k: v for k, v in c.saved().items() if not isinstance(v, list)})
+    if c.log_with is not None:
+        acc.init_trackers('boot_nb', config={k: v for k, v in c.saved().items() if not isinstance(v, list)})
     log_path = out_dir / 'log.jsonl'
     if main: out_dir.mkdir(parents=True, exist_ok=True); _open_log(log_path, start)
     if c.sample_every and main:
         n = 16 if len(teacher.sample_shape) == 3 else 1000
-        fixed_eps = torch.randn(n, *teacher.sample_shape, generator=torch.Generator(acc.device).manual_seed(c.seed), device=acc.device)
+        fixed_eps = torch.randn(n, *teacher.sample_shape, generator=torch.Generator(acc.device).manual_seed(c.seed),
+                                device=acc.device)
         fixed_cond = d.context.cycle(n, acc.device)
         teacher_x = ddim_sample(d.teacher, fixed_eps, c.sample_steps, fixed_cond)
     if c.diagnose_every and main:      # noise of its own: the diagnostics change neither the run nor its resume
-        diag_eps = torch.randn(16, *teacher.sample_shape, generator=torch.Generator(acc.device).manual_seed(c.seed + 1), device=acc.device)
+        diag_eps = torch.randn(16, *teacher.sample_shape, generator=torch.Generator(acc.device).manual_seed(c.seed + 1),
+                               device=acc.device)
         diag_cond = d.context.cycle(16, acc.device)
 
     bar = tqdm(total=c.steps, initial=start, disable=not (c.progress and main), desc='BOOT', dynamic_ncols=True)
@@ -434,7 +504,8 @@ def _distill(teacher, d):
             if done % c.log_every == 0 or done == c.steps or diagnose:
                 d.finite_check(last)
                 loss, bs, bc = vals.tolist()
-                rec = {'step': done, 'loss': loss, 'bs': bs, 'bc': bc, 'lr': d.lr_at(step), 'seconds': round(time.time() - t0, 3)}
+                rec = {'step': done, 'loss': loss, 'bs': bs, 'bc': bc, 'lr': d.lr_at(step),
+                       'seconds': round(time.time() - t0, 3)}
                 if diagnose:
                     with acc.autocast():
                         r = residual_by_t(d.loss, acc.unwrap_model(d.student).eval(), d.teacher, diag_eps, diag_cond)
@@ -448,26 +519,31 @@ def _distill(teacher, d):
                 d.finite_check(last)
                 last = save_checkpoint(acc, done, c.saved(), out_dir, fingerprint=fingerprint, ema=d.ema)
             if c.sample_every and main and (done % c.sample_every == 0 or done == c.steps):
-                fig = comparison_figure(teacher, teacher_x, one_step_sample(acc.unwrap_model(d.student).eval(), fixed_eps, fixed_cond),
-                                        [f'teacher: DDIM, {c.sample_steps} steps', f'student: 1 step, after {done} steps'])
+                fig = comparison_figure(teacher, teacher_x,
+                                        one_step_sample(acc.unwrap_model(d.student).eval(), fixed_eps, fixed_cond),
+                                        [f'teacher: DDIM, {c.sample_steps} steps',
+                                         f'student: 1 step, after {done} steps'])
                 (out_dir / 'samples').mkdir(exist_ok=True)
                 fig.savefig(out_dir / 'samples' / f'step-{done:08d}.png', dpi=100)
             if stop: break
     bar.close()
-    student = acc.unwrap_model(d.student, keep_fp32_wrapper=False).eval()     # the user's student: no autocast left on it
+    student = acc.unwrap_model(d.student, keep_fp32_wrapper=False).eval()   # the user's student: no autocast left on it
     if stop and done < c.steps:     # a Ctrl-C in the last step leaves a finished run
-        acc.print(f'Interrupted: step {done} of {c.steps} is saved in {str(last)!r}; call again with resume=True to continue.')
+        acc.print(f'Interrupted: step {done} of {c.steps} is saved in {str(last)!r}; call again with resume=True to '
+                  'continue.')
     else:
-        if d.ema is not None:                   # a finished run's student is the average (the last checkpoint keeps both)
+        if d.ema is not None:       # a finished run's student is the average (the last checkpoint keeps both)
             params = dict(student.named_parameters())
             with torch.no_grad():
                 for k, v in d.ema.items(): params[k].copy_(v)
-        if main: save_trained(student, teacher, out_dir / 'student')     # a BOOTPipeline folder for a diffusers UNet student
+        # a BOOTPipeline folder for a diffusers UNet student
+        if main: save_trained(student, teacher, out_dir / 'student')
     acc.wait_for_everyone()
     acc.end_training()
     return student
 
-distill.__signature__ = inspect.Signature(         # help(distill) and editors list every setting, written once in DistillConfig
+# help(distill) and editors list every setting, written once in DistillConfig
+distill.__signature__ = inspect.Signature(
     [inspect.Parameter('teacher', inspect.Parameter.POSITIONAL_OR_KEYWORD),
      inspect.Parameter('student', inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None),
      inspect.Parameter('config', inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)]
