@@ -16,8 +16,8 @@ from .files import BOOTFileError, check_fields, is_number, read_json, shipped_te
 from .install import guard
 
 # %% ../nbs/09_cli.ipynb #9942b6b6
-_MOVED = {'EXACT_TEACHERS': 'exact', 'ring_mixture': 'exact', 'mixture_8d': 'exact', 'teacher_by_name': 'teachers.load_teacher',
-          'quality_report': 'quality', 'quality_plot': 'quality'}
+_MOVED = {'EXACT_TEACHERS': 'exact', 'ring_mixture': 'exact', 'mixture_8d': 'exact',
+          'teacher_by_name': 'teachers.load_teacher', 'quality_report': 'quality', 'quality_plot': 'quality'}
 
 def __getattr__(name):
     "The names that moved from here, imported from their home (and torch with them) only when used."
@@ -27,7 +27,8 @@ def __getattr__(name):
 
 # %% ../nbs/09_cli.ipynb #589f3074
 def demo(out='boot_nb_demo', seed=0, n=1000):
-    "Signal-ODE check on an exact 2-D mixture: writes `signal_ode.json` and `signal_paths.png` to `out`; returns the rows."
+    """Signal-ODE check on an exact 2-D mixture: writes `signal_ode.json` and `signal_paths.png` to `out`; returns the
+    rows."""
     import torch
     from boot_nb.exact import GaussianMixtureTeacher
     from boot_nb.sampling import ddim_sample, ddim_signal_sample, heun_sample, plot_signal_paths
@@ -40,12 +41,14 @@ def demo(out='boot_nb_demo', seed=0, n=1000):
     rows = []
     for steps in [1, 2, 4, 10, 20, 50]:
         x = ddim_sample(teacher, eps, steps)
-        rows.append({'steps': steps, 'x_vs_signal_ddim': (ddim_signal_sample(teacher, eps, steps) - x).abs().max().item(),
+        rows.append({'steps': steps,
+                     'x_vs_signal_ddim': (ddim_signal_sample(teacher, eps, steps) - x).abs().max().item(),
                      'ddim_error': err(x), 'heun_error': err(heun_sample(teacher, eps, steps)),
                      'heun_nfe': 2 * steps - 1})
     print(f'{"steps":>5} {"|x-DDIM - signal-DDIM|":>23} {"DDIM error":>11} {"Heun error":>11} {"Heun NFE":>9}')
     for r in rows:
-        print(f'{r["steps"]:5d} {r["x_vs_signal_ddim"]:23.1e} {r["ddim_error"]:11.2e} {r["heun_error"]:11.2e} {r["heun_nfe"]:9d}')
+        print(f'{r["steps"]:5d} {r["x_vs_signal_ddim"]:23.1e} {r["ddim_error"]:11.2e} {r["heun_error"]:11.2e} '
+              f'{r["heun_nfe"]:9d}')
     (out / 'signal_ode.json').write_text(json.dumps(rows, indent=1))
     fig = plot_signal_paths(teacher, eps[:4], data=teacher.sample(2000, generator=g))
     fig.savefig(out / 'signal_paths.png', dpi=120)
@@ -54,31 +57,37 @@ def demo(out='boot_nb_demo', seed=0, n=1000):
 
 # %% ../nbs/09_cli.ipynb #c290aaa7
 _OPTION = {'out_dir': 'out'}                 # the one setting whose option is not its own name
-_SETTING = re.compile(r"(?<!\w)'([^']*)'(?!\w)|`(\w+)`(?!\w)(=True\b|=)?|`(\w+)`(?=\w)|\b(\w+)(=True\b|=)|\b([a-z]+_\w+)\b")
+_SETTING = re.compile(r"(?<!\w)'([^']*)'(?!\w)|`(\w+)`(?!\w)(=True\b|=)?|`(\w+)`(?=\w)|"
+                      r"\b(\w+)(=True\b|=)|\b([a-z]+_\w+)\b")
 
 def option(name):
     "The `boot-nb distill` option of the `DistillConfig` field `name`: --name-with-dashes (`out_dir` is --out)."
     return '--' + _OPTION.get(name, name).replace('_', '-')
 
 def cli_words(msg):
-    "A message of the library on one line, in the command line's words: `name`, name=True and name=v become --name, --name, --name v."
+    """A message of the library on one line, in the command line's words: `name`, name=True and name=v become --name,
+    --name, --name v."""
     names = {f.name for f in fields(DistillConfig)}
     def word(m):
-        name, eq = (m[1], None) if m[1] else (m[2], m[3]) if m[2] else (m[4], None) if m[4] else (m[5], m[6]) if m[5] else (m[7], None)
+        name, eq = ((m[1], None) if m[1] else (m[2], m[3]) if m[2] else (m[4], None) if m[4] else (m[5], m[6]) if m[5]
+                    else (m[7], None))
         if name not in names: return m[0]                     # quoted text (a path, a value) stays as it is
         if m[1]: return repr(option(name))                    # a quoted name, as in a dict of changed settings
         if m[4]: return name                                  # a word made of a name: a `resume`d run
         value_next = eq == '=' and m.end() < len(m.string) and m.string[m.end()] not in ' .,;:)'
         return option(name) + (' ' if value_next else '')
-    lines = [l.strip() + (';' if l[:1].isspace() else '') for l in msg.strip().splitlines()]     # an indented line is code to run
+    # an indented line is code to run
+    lines = [l.strip() + (';' if l[:1].isspace() else '') for l in msg.strip().splitlines()]
     msg = re.sub(r'call load_teacher\((["\'])(.*?)\1\)', r'pass --teacher \2', ' '.join(' '.join(lines).split()))
     return _SETTING.sub(word, msg).replace('call again with', 'run the command again with')
 
 # %% ../nbs/09_cli.ipynb #445bb8f2
 def _value_type(f):
-    "(type of one value, takes several) of field `f`: from a list[X] annotation, the choices, the default or the annotation."
+    """(type of one value, takes several) of field `f`: from a list[X] annotation, the choices, the default or the
+    annotation."""
     t = f.type
-    kinds = [k for k in (typing.get_args(t) if typing.get_origin(t) in (typing.Union, types.UnionType) else (t,)) if k is not type(None)]
+    kinds = [k for k in (typing.get_args(t) if typing.get_origin(t) in (typing.Union, types.UnionType) else (t,))
+             if k is not type(None)]
     for k in kinds:
         if typing.get_origin(k) is list: return typing.get_args(k)[0], True
     if f.metadata.get('choices'): return str, False
@@ -89,11 +98,13 @@ def _shown(v): return 'on' if v is True else 'off' if v is False else 'none' if 
 def _help(f):
     "The help of field `f` in the command line's words, with its default."
     text = cli_words(f.metadata['help'])
-    text = text.replace('None: ', 'default: ') if f.default is None and 'None: ' in text else f'{text} (default: {_shown(f.default)})'
+    text = (text.replace('None: ', 'default: ') if f.default is None and 'None: ' in text
+            else f'{text} (default: {_shown(f.default)})')
     return text.replace('%', '%%')
 
 def add_distill_options(parser):
-    "An option for every field of `DistillConfig`, its type, choices and help read from the field (an option left out parses as None)."
+    """An option for every field of `DistillConfig`, its type, choices and help read from the field (an option left
+    out parses as None)."""
     for f in fields(DistillConfig):
         kw = dict(dest=f.name, default=None, help=_help(f))
         if isinstance(f.default, bool): kw['action'] = argparse.BooleanOptionalAction if f.default else 'store_true'
@@ -109,10 +120,12 @@ class _Parser(argparse.ArgumentParser):
     "argparse whose errors take one line: what was wrong, and where the options are listed (not the long usage)."
     def error(self, message): self.exit(2, f'{self.prog}: error: {message} (see {self.prog} --help)\n')
 
-_CLI_DEFAULTS = {'teacher': None, 'hidden': 256, 'depth': 4, 'eval_samples': 500}     # the options of the command, not of distill
+# the options of the command, not of distill
+_CLI_DEFAULTS = {'teacher': None, 'hidden': 256, 'depth': 4, 'eval_samples': 500}
 
 class _TeacherHelp(str):
-    "--teacher's help, naming the exact teachers: `boot_nb.exact` (which imports torch) is read only when the help is shown."
+    """--teacher's help, naming the exact teachers: `boot_nb.exact` (which imports torch) is read only when the help
+    is shown."""
     def __mod__(self, params):
         from boot_nb.exact import EXACT_TEACHERS
         return str.__mod__(self, params).replace('{exact}', ', '.join(EXACT_TEACHERS))
@@ -122,9 +135,12 @@ def _distill_parser(sub):
                        description='Distil a teacher into a one-step BOOT student (boot_nb.train.distill).')
     g = d.add_argument_group('teacher and student')
     g.add_argument('--teacher', help=_TeacherHelp('an exact teacher ({exact}), a teacher shipped with boot_nb '
-                   f'({", ".join(shipped_teachers())}), a diffusers pipeline folder or a hub id (required); --resume alone reads the run\'s'))
-    g.add_argument('--hidden', type=int, help=f'MLP student width, for an exact teacher (default: {_CLI_DEFAULTS["hidden"]})')
-    g.add_argument('--depth', type=int, help=f'MLP student residual blocks, for an exact teacher (default: {_CLI_DEFAULTS["depth"]})')
+                   f'({", ".join(shipped_teachers())}), a diffusers pipeline folder or a hub id (required); --resume '
+                   'alone reads the run\'s'))
+    g.add_argument('--hidden', type=int,
+                   help=f'MLP student width, for an exact teacher (default: {_CLI_DEFAULTS["hidden"]})')
+    g.add_argument('--depth', type=int,
+                   help=f'MLP student residual blocks, for an exact teacher (default: {_CLI_DEFAULTS["depth"]})')
     add_distill_options(d.add_argument_group('training (the fields of boot_nb.train.DistillConfig)'))
     g = d.add_argument_group('after training, and errors')
     g.add_argument('--eval-samples', type=int, help='compare the student with teacher DDIM on this many samples '
@@ -139,18 +155,22 @@ def _check_teacher(name):
     from boot_nb.exact import EXACT_TEACHERS
     if name in EXACT_TEACHERS or name in shipped_teachers() or Path(name).expanduser().exists(): return
     if name.count('/') != 1 or name.startswith(('.', '/', '~')):
-        raise ValueError(f'--teacher {name!r} is not an exact teacher ({", ".join(EXACT_TEACHERS)}), a teacher shipped with boot_nb '
-                         f'({", ".join(shipped_teachers())}), an existing folder, nor a hub id (owner/name): pass one of those.')
+        raise ValueError(f'--teacher {name!r} is not an exact teacher ({", ".join(EXACT_TEACHERS)}), a teacher shipped '
+                         f'with boot_nb ({", ".join(shipped_teachers())}), an existing folder, nor a hub id '
+                         '(owner/name): pass one of those.')
 
-RUN_RECORD = 'command.json'      # in --out: the options a run was started with, so that --resume alone goes on with them
+# in --out: the options a run was started with, so that --resume alone goes on with them
+RUN_RECORD = 'command.json'
 _RECORDED = (*_CLI_DEFAULTS, *(f.name for f in fields(DistillConfig) if f.name not in ('out_dir', 'resume')))
 _RECORD_FIX = 'Remove it to pass every option again with --resume, or choose another --out'
-_RECORD_FIELDS = {'teacher': (lambda v: isinstance(v, str), 'a string'), 'hidden': (lambda v: is_number(v, 1, integer=True), 'an integer >= 1'),
+_RECORD_FIELDS = {'teacher': (lambda v: isinstance(v, str), 'a string'),
+                  'hidden': (lambda v: is_number(v, 1, integer=True), 'an integer >= 1'),
                   'depth': (lambda v: is_number(v, 1, integer=True), 'an integer >= 1'),
                   'eval_samples': (lambda v: is_number(v, 0, integer=True), 'an integer >= 0')}
 
 def _teacher_name(name):
-    "--teacher as recorded: an existing folder as its absolute path (a resume may run elsewhere), any other name as it is."
+    """--teacher as recorded: an existing folder as its absolute path (a resume may run elsewhere), any other name as
+    it is."""
     if name is None or not Path(name).expanduser().exists(): return name
     from boot_nb.exact import EXACT_TEACHERS
     return name if name in EXACT_TEACHERS or name in shipped_teachers() else str(Path(name).expanduser().resolve())
@@ -161,7 +181,8 @@ def _read_record(out):
     if not path.exists(): return {}
     record = read_json(path, dict, out, _RECORD_FIX)
     unknown = sorted(set(record) - set(_RECORDED))
-    if unknown: raise BOOTFileError(path, f'records options boot-nb distill does not have ({", ".join(unknown)})', _RECORD_FIX)
+    if unknown:
+        raise BOOTFileError(path, f'records options boot-nb distill does not have ({", ".join(unknown)})', _RECORD_FIX)
     return check_fields(record, {k: v for k, v in _RECORD_FIELDS.items() if k in record}, path, _RECORD_FIX)
 
 def _write_record(args):
@@ -172,29 +193,38 @@ def _write_record(args):
     os.replace(tmp, out / RUN_RECORD)
 
 def _fill_args(args):
-    "Fill the options left out (None): on --resume with those the run recorded, else with their defaults; a changed teacher or student is refused."
+    """Fill the options left out (None): on --resume with those the run recorded, else with their defaults; a changed
+    teacher or student is refused."""
     given = {k: v for k, v in vars(args).items() if v is not None and k in (*_RECORDED, 'out_dir', 'resume')}
     if 'teacher' in given: given['teacher'] = _teacher_name(given['teacher'])
     out = Path(given.get('out_dir', DistillConfig.out_dir))
     recorded = _read_record(out) if given.get('resume') else {}
     changed = [f'--{k.replace("_", "-")} {given[k]} (the run has {recorded[k]})' for k in ('teacher', 'hidden', 'depth')
                if k in recorded and k in given and recorded[k] != given[k]]
-    if changed: raise ValueError(f'--resume with {", ".join(changed)}: leave them out to go on with the run\'s, or choose another --out.')
+    if changed: raise ValueError(f'--resume with {", ".join(changed)}: leave them out to go on with the run\'s, or '
+                                 'choose another --out.')
     vars(args).update({f.name: f.default for f in fields(DistillConfig)} | _CLI_DEFAULTS | recorded | given)
     if args.teacher is None:
-        raise ValueError(f'--teacher is required (a --resume of a run started by boot-nb distill reads it from --out\'s {RUN_RECORD}).')
+        raise ValueError(f'--teacher is required (a --resume of a run started by boot-nb distill reads it from '
+                         f'--out\'s {RUN_RECORD}).')
     return recorded
 
 def check_args(args):
-    "The `DistillConfig` of parsed `boot-nb distill` arguments (options left out filled, `_fill_args`), every one checked that can be without loading the teacher."
+    """The `DistillConfig` of parsed `boot-nb distill` arguments (options left out filled, `_fill_args`), every one
+    checked that can be without loading the teacher."""
     recorded = _fill_args(args)
-    prompts = args.prompts[0] if args.prompts and len(args.prompts) == 1 and Path(args.prompts[0]).is_file() else args.prompts
+    prompts = (args.prompts[0] if args.prompts and len(args.prompts) == 1 and Path(args.prompts[0]).is_file()
+               else args.prompts)
     if isinstance(prompts, list) and len(prompts) == 1 and (prompts[0].endswith('.txt') or os.sep in prompts[0]):
-        raise FileNotFoundError(f'--prompts {prompts[0]!r}: no such file (a prompt file has one prompt a line); check the path.')
-    try: c = DistillConfig(**{f.name: getattr(args, f.name) for f in fields(DistillConfig)} | {'prompts': prompts})   # checks its fields
-    except TypeError as e:         # a value of the wrong type: only a recorded one can be (argparse converts what is given)
+        raise FileNotFoundError(f'--prompts {prompts[0]!r}: no such file (a prompt file has one prompt a line); check '
+                                'the path.')
+    # checks its fields
+    try: c = DistillConfig(**{f.name: getattr(args, f.name) for f in fields(DistillConfig)} | {'prompts': prompts})
+    except TypeError as e:
+        # a value of the wrong type: only a recorded one can be (argparse converts what is given)
         if not recorded: raise
-        raise BOOTFileError(Path(args.out_dir) / RUN_RECORD, f'records a setting of the wrong type ({e})', _RECORD_FIX) from None
+        raise BOOTFileError(Path(args.out_dir) / RUN_RECORD, f'records a setting of the wrong type ({e})',
+                            _RECORD_FIX) from None
     if args.eval_samples < 0 or args.eval_samples == 1:
         raise ValueError(f'--eval-samples must be 0 (no quality table) or at least 2, got {args.eval_samples}.')
     for name in ('hidden', 'depth'):
@@ -211,7 +241,8 @@ class _InCLIWords:
     def __getattr__(self, name): return getattr(self.stream, name)
 
 def distill_command(args):
-    "`boot-nb distill`: check every argument, load the teacher, distil, write the quality report; returns the exit code."
+    """`boot-nb distill`: check every argument, load the teacher, distil, write the quality report; returns the exit
+    code."""
     c = check_args(args)
     guard()
     import torch
@@ -226,21 +257,27 @@ def distill_command(args):
     if args.teacher in EXACT_TEACHERS:
         torch.manual_seed(c.seed)          # the same initial student on every process and every run
         labels = getattr(teacher, 'labels', None)
-        student = MLPStudent(teacher.sample_shape, args.hidden, args.depth, None if labels is None else int(labels.max()) + 1)
-    c = c.resolve(teacher, student, state.device)      # as distill resolves it (07c_config): the idle cores measured once, here
-    procs, threads = f' x {state.num_processes} processes' * (state.num_processes > 1), c.threads or torch.get_num_threads()
+        student = MLPStudent(teacher.sample_shape, args.hidden, args.depth,
+                             None if labels is None else int(labels.max()) + 1)
+    # as distill resolves it (07c_config): the idle cores measured once, here
+    c = c.resolve(teacher, student, state.device)
+    procs, threads = (f' x {state.num_processes} processes' * (state.num_processes > 1),
+                      c.threads or torch.get_num_threads())
     state.print(f'boot-nb distill: device {state.device}{procs}, mixed precision {c.mixed_precision}, '
                 f'{threads} CPU thread{"s" * (threads != 1)}')
-    with run_lock(c.out_dir, enabled=state.is_main_process), redirect_stdout(_InCLIWords(sys.stdout)):   # distill takes it over
+    # distill takes it over
+    with run_lock(c.out_dir, enabled=state.is_main_process), redirect_stdout(_InCLIWords(sys.stdout)):
         if state.is_main_process: _write_record(args)
         student = distill(teacher, student, c)
-    if checkpoints(c.out_dir)[-1][0] < c.steps: return 130     # Ctrl-C: distill saved a checkpoint and said how to resume
+    # Ctrl-C: distill saved a checkpoint and said how to resume
+    if checkpoints(c.out_dir)[-1][0] < c.steps: return 130
     if not state.is_main_process: return 0
     out = Path(c.out_dir)
     grids = sorted((out / 'samples').glob('step-*.png'))
     if args.eval_samples:
         with cpu_threads(c, state.device):
-            quality_report(teacher, student, out, args.eval_samples, c.seed, c.guidance, c.prompts, c.labels, progress=c.progress)
+            quality_report(teacher, student, out, args.eval_samples, c.seed, c.guidance, c.prompts, c.labels,
+                           progress=c.progress)
     print(f'wrote the student to {out / "student"} (make images with: boot-nb sample --student {out / "student"})'
           + (f', the teacher-vs-student grid {grids[-1]}' if grids else '')
           + (f', the quality table {out / "quality.md"}' if args.eval_samples else ''))
@@ -249,34 +286,43 @@ def distill_command(args):
 # %% ../nbs/09_cli.ipynb #c245e700
 def _sample_parser(sub):
     s = sub.add_parser('sample', help='make samples with a trained student: a grid image or an .npz file',
-                       description='One-step samples from a student folder (written by distill or BOOTPipeline.save_pretrained).')
-    s.add_argument('--student', required=True, help='the student folder, e.g. OUT/student of boot-nb distill (required)')
+                       description='One-step samples from a student folder (written by distill or '
+                                   'BOOTPipeline.save_pretrained).')
+    s.add_argument('--student', required=True,
+                   help='the student folder, e.g. OUT/student of boot-nb distill (required)')
     s.add_argument('--n', type=int, default=64, help='number of samples (default: %(default)s)')
     s.add_argument('--seed', type=int, default=0, help='seed of the noise (default: %(default)s)')
     c = s.add_mutually_exclusive_group()
     c.add_argument('--prompt', help='one prompt for every sample (text students)')
     c.add_argument('--prompts', help='a text file with one prompt a line, repeated in order to --n (text students)')
-    c.add_argument('--class', dest='labels', type=int, nargs='+', help='class label(s), repeated in order to --n (class-conditional students)')
+    c.add_argument('--class', dest='labels', type=int, nargs='+',
+                   help='class label(s), repeated in order to --n (class-conditional students)')
     s.add_argument('--out', default='samples.png', help='the file to write (default: %(default)s)')
-    s.add_argument('--format', choices=('png', 'npz'), default='png', help='a grid image, or the samples in [0, 1] as npz (default: %(default)s)')
+    s.add_argument('--format', choices=('png', 'npz'), default='png',
+                   help='a grid image, or the samples in [0, 1] as npz (default: %(default)s)')
     s.add_argument('--batch-size', type=int, default=64, help='samples per student call (default: %(default)s)')
     s.add_argument('--device', help='cpu, cuda, cuda:1, ... (default: cuda if there is one)')
     s.add_argument('--debug', action='store_true', help='show the full traceback of an error (default: off)')
     return s
 
 def _eval_parser(sub):
-    e = sub.add_parser('eval', help="score a trained student against its teacher's DDIM (quality.md, quality.json, quality.png)",
-                       description="The student against the teacher's DDIM-1..20 and its ODE, on --n samples from fixed noise.")
+    e = sub.add_parser('eval', help="score a trained student against its teacher's DDIM (quality.md, quality.json, "
+                                    "quality.png)",
+                       description="The student against the teacher's DDIM-1..20 and its ODE, on --n samples from "
+                                   "fixed noise.")
     e.add_argument('--student', required=True, help='the student folder (required)')
-    e.add_argument('--teacher', required=True, help='the teacher it was distilled from: a name, folder or hub id, as for distill (required)')
+    e.add_argument('--teacher', required=True,
+                   help='the teacher it was distilled from: a name, folder or hub id, as for distill (required)')
     e.add_argument('--n', type=int, default=500, help='number of samples (default: %(default)s)')
     e.add_argument('--seed', type=int, default=0, help='seed of the noise (default: %(default)s)')
     c = e.add_mutually_exclusive_group()
-    c.add_argument('--prompts', help="a text file with one prompt a line (text students; default: the teacher's own prompts, if it ships any)")
+    c.add_argument('--prompts', help="a text file with one prompt a line (text students; default: the teacher's own "
+                                     "prompts, if it ships any)")
     c.add_argument('--labels', type=int, nargs='+', help='class labels to cycle through (class-conditional students)')
     e.add_argument('--out', default='boot_nb_eval', help='output folder (default: %(default)s)')
     e.add_argument('--device', help='cpu, cuda, cuda:1, ... (default: cuda if there is one)')
-    e.add_argument('--progress', action=argparse.BooleanOptionalAction, default=True, help='a progress bar per phase (default: on)')
+    e.add_argument('--progress', action=argparse.BooleanOptionalAction, default=True,
+                   help='a progress bar per phase (default: on)')
     e.add_argument('--debug', action='store_true', help='show the full traceback of an error (default: off)')
     return e
 
@@ -287,7 +333,8 @@ def _device(name):
     except RuntimeError as e: raise ValueError(f'--device {name!r} is not a device ({e}).') from None
 
 def _student_sampler(folder, device):
-    "(sampler(noise, cond) -> images in [0, 1] or raw samples, sample shape) of a student folder, loaded without running code."
+    """(sampler(noise, cond) -> images in [0, 1] or raw samples, sample shape) of a student folder, loaded without
+    running code."""
     from boot_nb.pipeline import BOOTPipeline
     from boot_nb.sampling import one_step_sample
     from boot_nb.student import load_student
@@ -301,18 +348,21 @@ def _student_sampler(folder, device):
         return sampler, tuple(pipe.config.boot_config['sample_shape'])
     student = load_student(folder, device=device)
     image = len(student.sample_shape) == 3
-    return (lambda x, c: (one_step_sample(student, x, c) / 2 + .5).clamp(0, 1) if image else one_step_sample(student, x, c)), student.sample_shape
+    return (lambda x, c: (one_step_sample(student, x, c) / 2 + .5).clamp(0, 1) if image
+            else one_step_sample(student, x, c)), student.sample_shape
 
 def _prompts_file(path):
     from boot_nb.teachers import context_set
     return context_set(str(path)).cond.value
 
 def sample_command(args):
-    "`boot-nb sample`: samples of a student folder to a grid PNG or an npz file; prints the time per sample. Returns the exit code."
+    """`boot-nb sample`: samples of a student folder to a grid PNG or an npz file; prints the time per sample. Returns
+    the exit code."""
     import time
     if args.n < 1 or args.batch_size < 1: raise ValueError('--n and --batch-size must be at least 1.')
     out = Path(args.out)
-    if not out.parent.is_dir(): raise FileNotFoundError(f'--out {str(out)!r}: the folder {str(out.parent)!r} does not exist.')
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f'--out {str(out)!r}: the folder {str(out.parent)!r} does not exist.')
     guard()
     import torch
     from torchvision.utils import make_grid, save_image
@@ -321,7 +371,8 @@ def sample_command(args):
     device = _device(args.device)
     sampler, shape = _student_sampler(args.student, device)
     if args.format == 'png' and len(shape) != 3 and tuple(shape) != (2,):
-        raise ValueError(f'--format png draws images (C, H, W) or 2-D points; these samples have shape {tuple(shape)}: use --format npz.')
+        raise ValueError(f'--format png draws images (C, H, W) or 2-D points; these samples have shape {tuple(shape)}: '
+                         'use --format npz.')
     source = [args.prompt] if args.prompt else _prompts_file(args.prompts) if args.prompts else args.labels
     cond = context_set(source).cycle(args.n, device)
     noise = torch.randn(args.n, *shape, generator=torch.Generator(device).manual_seed(args.seed), device=device)
@@ -330,12 +381,14 @@ def sample_command(args):
     seconds = time.perf_counter() - start
     if args.format == 'npz':
         import numpy as np
-        np.savez(out, samples=x.numpy(), seed=args.seed, **({} if source is None else {'conditions': np.array(cond if isinstance(cond, list) else cond.cpu())}))
+        np.savez(out, samples=x.numpy(), seed=args.seed,
+                 **({} if source is None else {'conditions': np.array(cond if isinstance(cond, list) else cond.cpu())}))
     elif len(shape) == 3: save_image(make_grid(x, nrow=math.ceil(math.sqrt(args.n)), padding=1, pad_value=1.), out)
     else:
         import matplotlib.pyplot as plt
         fig, ax = plt.subplots(figsize=(4, 4)); ax.scatter(*x.T, s=2); ax.set_aspect('equal'); fig.savefig(out, dpi=120)
-    print(f'wrote {args.n} samples to {out} ({1e3 * seconds / args.n:.3g} ms a sample on {device}, {args.batch_size} a call)')
+    print(f'wrote {args.n} samples to {out} ({1e3 * seconds / args.n:.3g} ms a sample on {device}, {args.batch_size} a '
+          'call)')
     return 0
 
 def eval_command(args):
@@ -349,21 +402,25 @@ def eval_command(args):
     from boot_nb.train import cpu_threads
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     device = _device(args.device)
-    if not Path(args.student).is_dir(): raise FileNotFoundError(f'--student {args.student!r} is not a folder.')
+    if not Path(args.student).is_dir():
+        raise FileNotFoundError(f'--student {args.student!r} is not a folder.')
     student, teacher = load_student(args.student, device=device), load_teacher(args.teacher, device=device)
     if tuple(student.sample_shape) != tuple(teacher.sample_shape):
-        raise ValueError(f'--student makes samples of shape {tuple(student.sample_shape)}, --teacher {args.teacher!r} of '
-                         f'{tuple(teacher.sample_shape)}: pass the teacher the student was distilled from.')
+        raise ValueError(f'--student makes samples of shape {tuple(student.sample_shape)}, --teacher {args.teacher!r} '
+                         f'of {tuple(teacher.sample_shape)}: pass the teacher the student was distilled from.')
     prompts = _prompts_file(args.prompts) if args.prompts else None
     if student.cond_kind == 'text' and prompts is None:
         shipped = getattr(teacher, 'info', {}).get('prompts')
         if not shipped: raise ValueError('This is a text student: pass --prompts FILE (one prompt a line).')
         prompts = [p for ps in zip(*shipped.values()) for p in ps]       # every label once, then the next phrasing
     labels = args.labels
-    if student.cond_kind == 'label' and labels is None: raise ValueError('This is a class-conditional student: pass --labels N [N ...].')
+    if student.cond_kind == 'label' and labels is None:
+        raise ValueError('This is a class-conditional student: pass --labels N [N ...].')
     with cpu_threads(DistillConfig(), device) as threads:
-        print(f'boot-nb eval: device {device}, {threads} CPU thread{"s" * (threads != 1)}' if device.type == 'cpu' else f'boot-nb eval: device {device}')
-        quality_report(teacher, student.to(device), out, args.n, args.seed, student.guidance, prompts, labels, progress=args.progress)
+        print(f'boot-nb eval: device {device}, {threads} CPU thread{"s" * (threads != 1)}' if device.type == 'cpu'
+              else f'boot-nb eval: device {device}')
+        quality_report(teacher, student.to(device), out, args.n, args.seed, student.guidance, prompts, labels,
+                       progress=args.progress)
     print(f'wrote {out / "quality.md"}, {out / "quality.json"} and {out / "quality.png"}')
     return 0
 
@@ -385,17 +442,20 @@ def main(argv=None):
     except KeyboardInterrupt:
         if debug: raise
         found = checkpoints(args.out_dir or DistillConfig.out_dir) if args.command == 'distill' else []
-        parser.exit(130, f'{parser.prog}: interrupted' + (f'; the last checkpoint is step {found[-1][0]}: run the command again with '
-                                                          '--resume to continue.' if found else '.') + '\n')
+        parser.exit(130, f'{parser.prog}: interrupted' + (f'; the last checkpoint is step {found[-1][0]}: run the '
+                                                          'command again with --resume to continue.' if found else '.')
+                    + '\n')
     except (FloatingPointError, RuntimeError, MemoryError) as e:     # the run failed, not the arguments
         from boot_nb.train import out_of_memory
         if debug or not (isinstance(e, FloatingPointError) or out_of_memory(e)): raise
-        lower = {'distill': '--batch-size (--grad-accum keeps the update the same)', 'sample': '--batch-size', 'eval': '--n, or pass --device cpu'}
+        lower = {'distill': '--batch-size (--grad-accum keeps the update the same)', 'sample': '--batch-size',
+                 'eval': '--n, or pass --device cpu'}
         parser.exit(1, f'{parser.prog}: error: ' + (cli_words(str(e)) if isinstance(e, FloatingPointError) else
                                                     f'out of memory: lower {lower[args.command]}.') + '\n')
     except (ValueError, OSError, ImportError) as e:
         if debug: raise
-        parser.exit(2, f'{parser.prog}: error: {cli_words(str(e)) if args.command == "distill" else " ".join(str(e).split())}\n')
+        parser.exit(2, f'{parser.prog}: error: '
+                       f'{cli_words(str(e)) if args.command == "distill" else " ".join(str(e).split())}\n')
 
 # %% ../nbs/09_cli.ipynb #f1c2a718
 #| eval: false
