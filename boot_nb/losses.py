@@ -27,45 +27,53 @@ def l2(a, b):
     return (a.to(dtype) - b.to(dtype)).pow(2).flatten(1).mean(1)
 
 # %% ../nbs/06_losses.ipynb #1ea191a4
-LPIPS_BACKBONES = {'alex': 'alexnet-owt-7be5be79.pth', 'vgg': 'vgg16-397923af.pth', 'squeeze': 'squeezenet1_1-b8a52dc0.pth'}
+LPIPS_BACKBONES = {'alex': 'alexnet-owt-7be5be79.pth', 'vgg': 'vgg16-397923af.pth',
+                   'squeeze': 'squeezenet1_1-b8a52dc0.pth'}
 _TORCHVISION_MODELS = {'alex': 'alexnet', 'vgg': 'vgg16', 'squeeze': 'squeezenet1_1'}
 
 def lpips_backbone_file(net='alex', weights=None):
-    "The torchvision ImageNet weights file LPIPS's `net` backbone needs: `weights` if given, else torch hub's cache; fails at once if missing."
+    """The torchvision ImageNet weights file LPIPS's `net` backbone needs: `weights` if given, else torch hub's cache;
+    fails at once if missing."""
     if net not in LPIPS_BACKBONES: raise ValueError(f'LPIPS net must be one of {list(LPIPS_BACKBONES)}, got {net!r}.')
     name = LPIPS_BACKBONES[net]
     path = Path(weights).expanduser() if weights is not None else Path(torch.hub.get_dir()) / 'checkpoints' / name
     if path.is_file(): return path
-    where = f'the path given, {str(path)!r}, is not a file' if weights is not None else f'it is not in the torch hub cache, {str(path)!r}'
+    where = (f'the path given, {str(path)!r}, is not a file' if weights is not None
+             else f'it is not in the torch hub cache, {str(path)!r}')
     raise FileNotFoundError(
         f"LPIPS ({net}) needs torchvision's ImageNet weights for its backbone, the file {name}, and {where}. "
         'torchvision downloads it on first use, which needs the internet. On a machine with internet run\n'
         f"    python -c \"import torchvision; torchvision.models.{_TORCHVISION_MODELS[net]}(weights='DEFAULT')\"\n"
         f'and copy {name} from its torch hub cache (~/.cache/torch/hub/checkpoints/) into {str(path.parent)!r} here, '
         f"or point at the file: LPIPSDistance({net!r}, weights='path/to/{name}'), "
-        f"distill(..., loss='lpips', lpips_weights='path/to/{name}') or `boot-nb distill --loss lpips --lpips-weights path/to/{name}`.")
+        f"distill(..., loss='lpips', lpips_weights='path/to/{name}') or `boot-nb distill --loss lpips --lpips-weights "
+        f"path/to/{name}`.")
 
 def _import_lpips():
     try: return importlib.import_module('lpips')
     except Exception as e:      # a torchvision built for another torch fails with a RuntimeError, not an ImportError
-        raise ImportError(f'LPIPS needs the `lpips` package and a torchvision built for your torch ({torch.__version__}); '
-                          f'importing lpips failed with {type(e).__name__}: {e}. Install them with `pip install lpips torchvision` '
-                          '(the torchvision release that matches your torch), or use loss="l2".') from e
+        raise ImportError('LPIPS needs the `lpips` package and a torchvision built for your torch '
+                          f'({torch.__version__}); importing lpips failed with {type(e).__name__}: {e}. Install them '
+                          'with `pip install lpips torchvision` (the torchvision release that matches your torch), or '
+                          'use loss="l2".') from e
 
 # %% ../nbs/06_losses.ipynb #3918fcda
 class LPIPSDistance(torch.nn.Module):
-    "LPIPS per sample (B,) between image batches in [-1, 1]; `decode` maps latents to images first, `weights` is the backbone file."
+    """LPIPS per sample (B,) between image batches in [-1, 1]; `decode` maps latents to images first, `weights` is the
+    backbone file."""
     def __init__(self, net='alex', weights=None, decode=None, min_size=64):
         super().__init__()
         path = lpips_backbone_file(net, weights)
-        with warnings.catch_warnings():     # lpips still asks torchvision for `pretrained=False`, which torchvision deprecates
+        # lpips still asks torchvision for `pretrained=False`, which torchvision deprecates
+        with warnings.catch_warnings():
             warnings.simplefilter('ignore', UserWarning)
             self.model = _import_lpips().LPIPS(net=net, pnet_rand=True, verbose=False)
         # lpips copies torchvision's `features[i]` into slices and keeps the index: net.sliceK.i.* <- features.i.*
         state = torch.load(path, map_location='cpu', weights_only=True)
         keys = {k: 'features.' + k.split('.', 1)[1] for k in self.model.net.state_dict()}
         if not all(v in state for v in keys.values()):
-            raise ValueError(f'{str(path)!r} does not hold torchvision {_TORCHVISION_MODELS[net]} weights (no `features.*` keys).')
+            raise ValueError(f'{str(path)!r} does not hold torchvision {_TORCHVISION_MODELS[net]} weights (no '
+                             '`features.*` keys).')
         self.model.net.load_state_dict({k: state[v] for k, v in keys.items()})
         self.model.eval().requires_grad_(False)
         self.decode, self.min_size = decode, min_size
@@ -74,19 +82,21 @@ class LPIPSDistance(torch.nn.Module):
         "Decode (if latent), check, repeat grey to RGB and upsample small images: what the LPIPS network sees."
         if self.decode is not None: x = self.decode(x)
         if x.ndim != 4 or x.shape[1] not in (1, 3):
-            raise ValueError(f'LPIPS compares images of shape (B, 1 or 3, H, W), got {tuple(x.shape)}: use loss="l2" for '
-                             'non-image teachers, or give a latent teacher a `decode`.')
+            raise ValueError(f'LPIPS compares images of shape (B, 1 or 3, H, W), got {tuple(x.shape)}: use loss="l2" '
+                             'for non-image teachers, or give a latent teacher a `decode`.')
         x = x.float().expand(-1, 3, -1, -1)
         h, w = x.shape[-2:]
         if min(h, w) < self.min_size:
-            x = F.interpolate(x, size=(max(h, self.min_size), max(w, self.min_size)), mode='bilinear', align_corners=False)
+            x = F.interpolate(x, size=(max(h, self.min_size), max(w, self.min_size)), mode='bilinear',
+                              align_corners=False)
         return x
 
     def forward(self, a, b): return self.model(self.images(a), self.images(b)).flatten()
 
 # %% ../nbs/06_losses.ipynb #c975acb3
 def loss_distance(loss='l2', teacher=None, lpips_net='alex', lpips_weights=None):
-    "The distance for `loss`: 'l2', 'lpips' (through `teacher.decode` for latent teachers) or a callable d(a, b) -> (B,)."
+    """The distance for `loss`: 'l2', 'lpips' (through `teacher.decode` for latent teachers) or a callable d(a, b) ->
+    (B,)."""
     if callable(loss): return loss
     if loss == 'l2': return l2
     if loss == 'lpips': return LPIPSDistance(lpips_net, lpips_weights, decode=getattr(teacher, 'decode', None))
@@ -101,15 +111,18 @@ class BSLoss:
     "The bootstrapping loss L^BS of BOOT (Algorithm 1, line 13): per-sample d(y_s, SG[step_{t->s}(y_t)]) / r^2."
     def __init__(self, delta=0.15, t_min=0.002, t_max=1., solver='heun', distance=l2, r_min=None):
         if not delta > 0: raise ValueError(f'`delta` must be > 0, got {delta}.')
-        if not 0 <= t_min < t_max <= 1: raise ValueError(f'Need 0 <= t_min < t_max <= 1, got t_min={t_min}, t_max={t_max}.')
+        if not 0 <= t_min < t_max <= 1:
+            raise ValueError(f'Need 0 <= t_min < t_max <= 1, got t_min={t_min}, t_max={t_max}.')
         if solver not in ('ddim', 'heun'): raise ValueError(f"solver must be 'ddim' or 'heun', got {solver!r}.")
         if r_min is not None and not 0 < r_min <= 1: raise ValueError(f'`r_min` must be in (0, 1], got {r_min}.')
-        self.delta, self.t_min, self.t_max, self.solver, self.distance, self.r_min = delta, t_min, t_max, solver, distance, r_min
+        self.delta, self.t_min, self.t_max, self.solver, self.distance, self.r_min = (delta, t_min, t_max, solver,
+                                                                                      distance, r_min)
         self._floor = None, None      # (schedule, its r floor): computed once, not at every step
 
     def times(self, n, generator=None, device=None):
         "Algorithm 1, line 5: t ~ U(t_min, t_max] and s = max(t - delta, t_min), each of shape (n,)."
-        t = self.t_max - (self.t_max - self.t_min) * torch.rand(n, generator=generator, device=device)   # never t = t_min
+        # never t = t_min
+        t = self.t_max - (self.t_max - self.t_min) * torch.rand(n, generator=generator, device=device)
         return t, (t - self.delta).clamp_min(self.t_min)
 
     def r_floor(self, schedule):
@@ -121,16 +134,19 @@ class BSLoss:
         return self._floor[1]
 
     def weight(self, schedule, t, s, r=None):
-        "1 / max(r, r_floor)^2 with r = 1 - alpha_t sigma_s / (alpha_s sigma_t) (`ddim_ratio`, float64), or the `r` given."
+        """1 / max(r, r_floor)^2 with r = 1 - alpha_t sigma_s / (alpha_s sigma_t) (`ddim_ratio`, float64), or the `r`
+        given."""
         return (ddim_ratio(schedule, t, s) if r is None else r).clamp_min(self.r_floor(schedule)).pow(-2)
 
     def coefs(self, schedule, t, s, dtype):
-        "The step's schedule coefficients, once (`step_coefs`); every s >= t_min, so Heun's second call is made without asking the device."
+        """The step's schedule coefficients, once (`step_coefs`); every s >= t_min, so Heun's second call is made
+        without asking the device."""
         return step_coefs(schedule, t, s, dtype, second=True)
 
     @torch.no_grad()
     def step(self, teacher, y_t, eps, t, s, cond=None, f_t=None, coefs=None):
-        "SG[step_{t->s}(y_t)]: one DDIM or Heun step of the signal-ODE from the signal y_t; `f_t`, `coefs` reuse the caller's."
+        """SG[step_{t->s}(y_t)]: one DDIM or Heun step of the signal-ODE from the signal y_t; `f_t`, `coefs` reuse the
+        caller's."""
         y_s = signal_step(teacher, y_t, eps, t, s, cond, self.solver, f_t, coefs)
         # s = t (possible only for a `t` passed in at t_min) is no step: the target is y_t itself
         return torch.where((s < t).reshape(-1, *[1] * (y_t.ndim - 1)), y_s, y_t)
@@ -171,7 +187,8 @@ class BCLoss:
         return self.distance(student(eps, t, cond), f)
 
 class BOOTLoss:
-    "L = mean L^BS + beta * mean L^BC (Algorithm 1, line 15); returns a dict with the total 'loss' and the terms 'bs', 'bc'."
+    """L = mean L^BS + beta * mean L^BC (Algorithm 1, line 15); returns a dict with the total 'loss' and the terms 'bs',
+    'bc'."""
     def __init__(self, delta=0.15, t_min=0.002, t_max=1., beta=1., solver='heun', distance=l2, r_min=None):
         if not beta >= 0: raise ValueError(f'`beta` must be >= 0, got {beta}.')
         self.bs = BSLoss(delta, t_min, t_max, solver, distance, r_min)
@@ -181,12 +198,14 @@ class BOOTLoss:
         t, s = self.bs.times(len(eps), generator, eps.device)
         t_max = torch.full_like(t, self.bc.t_max)
         c = Cond(cond).repeat(len(eps))
-        twice = c.cat(c).value                                                # the conditions of the doubled batches below
+        # the conditions of the doubled batches below
+        twice = c.cat(c).value
         with torch.no_grad():
             y_t = _float(student(eps, t, cond))
             k = self.bs.coefs(teacher.schedule, t, s, y_t.dtype)             # the schedule, once per step
             x_t = per_sample(k.a_t, y_t) * y_t + per_sample(k.s_t, y_t) * eps
-            # the solver's f~(x_t, t) and the boundary target f~(eps, t_max) need nothing of each other: one teacher call
+            # the solver's f~(x_t, t) and the boundary target f~(eps, t_max) need nothing of each other: one teacher
+            # call
             f_t, f_max = teacher(torch.cat([x_t, eps.to(x_t.dtype)]), torch.cat([t, t_max]), twice).chunk(2)
             target_s = self.bs.step(teacher, y_t, eps, t, s, cond, f_t, k)
         # y_s and y_{t_max} in one call: one graph per step (what DistributedDataParallel expects), one bigger batch
@@ -198,11 +217,14 @@ class BOOTLoss:
 # %% ../nbs/06_losses.ipynb #cb74447a
 @torch.no_grad()
 def residual_by_t(loss, student, teacher, eps, cond=None, bins=8):
-    "{'t': bin centres, 'bs': L^BS (mean over `eps`) at each, 'bc': L^BC}: `loss` a `BOOTLoss`, evaluated at fixed times on `eps`."
+    """{'t': bin centres, 'bs': L^BS (mean over `eps`) at each, 'bc': L^BC}: `loss` a `BOOTLoss`, evaluated at fixed
+    times on `eps`."""
     bs, n = loss.bs, len(eps)
     ts = bs.t_min + (bs.t_max - bs.t_min) * (torch.arange(bins, dtype=torch.float64) + 0.5) / bins
     c = Cond(cond).repeat(n)
     every = c
     for _ in range(bins - 1): every = every.cat(c)
-    per = bs(student, teacher, eps.repeat(bins, *[1] * (eps.ndim - 1)), every.value, t=ts.to(eps.device, eps.dtype).repeat_interleave(n))
-    return {'t': ts.tolist(), 'bs': per.view(bins, n).mean(1).tolist(), 'bc': loss.bc(student, teacher, eps, cond).mean().item()}
+    per = bs(student, teacher, eps.repeat(bins, *[1] * (eps.ndim - 1)), every.value,
+             t=ts.to(eps.device, eps.dtype).repeat_interleave(n))
+    return {'t': ts.tolist(), 'bs': per.view(bins, n).mean(1).tolist(),
+            'bc': loss.bc(student, teacher, eps, cond).mean().item()}

@@ -13,7 +13,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 import torch
 import diffusers
-from .conditioning import Cond, ContextSet, GuidedTeacher, context_set     # the last three re-exported: they lived here
+# the last three re-exported: they lived here
+from .conditioning import Cond, ContextSet, GuidedTeacher, context_set
 from .exact import EXACT_TEACHERS
 from .files import SHIPPED_TEACHERS, BOOTFileError, check_fields, is_number, read_json, shipped_teachers
 from .schedules import DiscreteSchedule
@@ -22,23 +23,27 @@ from .schedules import DiscreteSchedule
 PREDICTION_TYPES = ('epsilon', 'v_prediction', 'sample')
 
 def output_coefficients(alpha, sigma, prediction_type):
-    "Eq. (1) as x0 = c_skip x_t + c_out F: the coefficients (c_skip, c_out) for a network output F of `prediction_type`."
+    """Eq. (1) as x0 = c_skip x_t + c_out F: the coefficients (c_skip, c_out) for a network output F of
+    `prediction_type`."""
     if prediction_type == 'epsilon': return 1 / alpha, -sigma / alpha
     if prediction_type == 'v_prediction': return alpha, -sigma
     if prediction_type == 'sample': return torch.zeros_like(alpha), torch.ones_like(alpha)
     raise ValueError(f'Unknown prediction_type {prediction_type!r}; supported: {PREDICTION_TYPES}.')
 
 def x0_from_output(out, x_t, alpha, sigma, prediction_type):
-    "Eq. (1): the x0 prediction from a network output `out` of `prediction_type`, with alpha, sigma broadcastable to x_t."
+    """Eq. (1): the x0 prediction from a network output `out` of `prediction_type`, with alpha, sigma broadcastable to
+    x_t."""
     c_skip, c_out = output_coefficients(alpha, sigma, prediction_type)
     return c_skip * x_t + c_out * out
 
 # %% ../nbs/03_teachers.ipynb #c34f5790
 class PromptEncoder(torch.nn.Module):
-    "Prompts -> text-encoder hidden states (B, L, D) by the pipeline's own `encode_prompt`, each distinct prompt encoded once."
+    """Prompts -> text-encoder hidden states (B, L, D) by the pipeline's own `encode_prompt`, each distinct prompt
+    encoded once."""
     def __init__(self, pipeline, negative_prompt='', max_cached=None):
         super().__init__()
-        self.text_encoder, self.negative_prompt, self.max_cached, self.cache = pipeline.text_encoder, negative_prompt, max_cached, {}
+        self.text_encoder, self.negative_prompt, self.max_cached, self.cache = (pipeline.text_encoder, negative_prompt,
+                                                                                max_cached, {})
         self._encode_prompt = pipeline.encode_prompt
 
     @torch.no_grad()
@@ -86,9 +91,12 @@ class DiffusersTeacher(torch.nn.Module):
         size = c.sample_size if isinstance(c.sample_size, (tuple, list)) else (c.sample_size, c.sample_size)
         self.sample_shape = tuple(sample_shape or (c.in_channels, *size))
         self.learned_variance = c.out_channels == 2 * c.in_channels
-        self.cond_kind, self.null_class, self.prompts, self.info = _cond_kind(net), null_class, prompts, dict(info or {})
-        if null_class is not None and not (self.cond_kind == 'label' and 0 <= null_class < (c.get('num_class_embeds') or 0)):
-            raise ValueError(f'null_class={null_class} needs a class-conditional UNet with more than {null_class} classes.')
+        self.cond_kind, self.null_class, self.prompts, self.info = (_cond_kind(net), null_class, prompts,
+                                                                    dict(info or {}))
+        if (null_class is not None
+            and not (self.cond_kind == 'label' and 0 <= null_class < (c.get('num_class_embeds') or 0))):
+            raise ValueError(f'null_class={null_class} needs a class-conditional UNet with more than {null_class} '
+                             'classes.')
 
     def cond_kwargs(self, net, cond, n):
         "Keyword arguments that pass `cond` (labels, prompts, hidden states or None) for a batch of `n` to `net`."
@@ -99,18 +107,22 @@ class DiffusersTeacher(torch.nn.Module):
         p = next(net.parameters())
         if self.cond_kind == 'label':
             if c.kind not in (None, 'labels'):
-                raise TypeError('This teacher is class-conditional: cond must be a LongTensor of labels (-1 = unconditional).')
+                raise TypeError('This teacher is class-conditional: cond must be a LongTensor of labels (-1 = '
+                                'unconditional).')
             labels = (torch.full((n,), -1) if c.kind is None else c.value).to(p.device)
             if bool((labels < 0).any()):
                 if self.null_class is None:
                     raise ValueError('Label -1 (unconditional) needs the null class the model was trained with: pass '
-                                     'load_teacher(..., null_class=k) or set teacher.null_class (often num_class_embeds - 1).')
+                                     'load_teacher(..., null_class=k) or set teacher.null_class (often '
+                                     'num_class_embeds - 1).')
                 labels = labels.where(labels >= 0, self.null_class)
             return {'class_labels': labels}
         if c.kind == 'labels':
-            raise TypeError('This teacher is text-conditional: cond must be prompts (list of str) or hidden states (B, L, D).')
+            raise TypeError('This teacher is text-conditional: cond must be prompts (list of str) or hidden states (B, '
+                            'L, D).')
         if c.kind != 'embeddings' and self.prompts is None:
-            raise ValueError('This text-conditional UNet has no text encoder: pass cond as encoder hidden states (B, L, D).')
+            raise ValueError('This text-conditional UNet has no text encoder: pass cond as encoder hidden states (B, '
+                             'L, D).')
         states = (c.value if c.kind == 'embeddings' else       # prompts, or None: the negative prompt
                   self.prompts([self.prompts.negative_prompt] * n if c.kind is None else c.value))
         return {'encoder_hidden_states': states.to(device=p.device, dtype=p.dtype)}
@@ -121,7 +133,8 @@ class DiffusersTeacher(torch.nn.Module):
         return self.prompts(list(prompts))
 
     def postprocess(self, x0):
-        "Clip (`clip_sample`) or dynamically threshold (`thresholding` = (ratio, max value)) the x0 prediction, as diffusers does."
+        """Clip (`clip_sample`) or dynamically threshold (`thresholding` = (ratio, max value)) the x0 prediction, as
+        diffusers does."""
         if self.thresholding is not None:
             ratio, max_value = self.thresholding
             q = torch.quantile(x0.abs().flatten(1).float(), ratio, dim=1).clamp(1, max_value)
@@ -130,7 +143,8 @@ class DiffusersTeacher(torch.nn.Module):
         return x0 if self.clip_sample is None else x0.clamp(-self.clip_sample, self.clip_sample)
 
     def predict(self, net, x_t, t, cond=None, postprocess=True, convert_range=None):
-        "Run `net` (this teacher's architecture) on `x_t` at times `t` (B,); its output to x0 by eq. (1) with the coefficients of `t`, or of `t` clamped to `convert_range` = (lo, hi)."
+        """Run `net` (this teacher's architecture) on `x_t` at times `t` (B,); its output to x0 by eq. (1) with the
+        coefficients of `t`, or of `t` clamped to `convert_range` = (lo, hi)."""
         p = next(net.parameters())
         i = self.schedule.timestep(t.double()).to(device=p.device, dtype=torch.float32)
         out = net(x_t.to(p.dtype), i, **self.cond_kwargs(net, cond, len(x_t))).sample.to(x_t.dtype)
@@ -145,16 +159,20 @@ class DiffusersTeacher(torch.nn.Module):
 
     @classmethod
     def from_diffusers(cls, unet, scheduler, **kwargs):
-        "A teacher from a diffusers UNet and its (DDPM-style) scheduler, with prediction type, clipping and thresholding from its config."
+        """A teacher from a diffusers UNet and its (DDPM-style) scheduler, with prediction type, clipping and
+        thresholding from its config."""
         c = scheduler.config
         clip = c.get('clip_sample_range', 1.) if c.get('clip_sample', False) else None
-        thresh = (c.get('dynamic_thresholding_ratio', .995), c.get('sample_max_value', 1.)) if c.get('thresholding', False) else None
-        kwargs = {'prediction_type': c.get('prediction_type', 'epsilon'), 'clip_sample': clip, 'thresholding': thresh, **kwargs}
+        thresh = ((c.get('dynamic_thresholding_ratio', .995), c.get('sample_max_value', 1.))
+                  if c.get('thresholding', False) else None)
+        kwargs = {'prediction_type': c.get('prediction_type', 'epsilon'), 'clip_sample': clip, 'thresholding': thresh,
+                  **kwargs}
         return cls(unet, DiscreteSchedule.from_scheduler(scheduler), **kwargs)
 
 # %% ../nbs/03_teachers.ipynb #c416f8d9
 class LatentDiffusersTeacher(DiffusersTeacher):
-    "A latent diffusion teacher (Stable Diffusion): it denoises VAE latents, and `decode` maps latents to images, eq. (2)."
+    """A latent diffusion teacher (Stable Diffusion): it denoises VAE latents, and `decode` maps latents to images, eq.
+    (2)."""
     def __init__(self, net, schedule, vae, **kwargs):
         super().__init__(net, schedule, **kwargs)
         self.vae = vae
@@ -166,10 +184,12 @@ class LatentDiffusersTeacher(DiffusersTeacher):
         return self.vae.decode(z.to(self.vae.dtype)).sample.to(latents.dtype)
 
 def teacher_from_pipeline(pipeline, scheduler=None, negative_prompt='', **kwargs):
-    "A teacher from a loaded diffusers pipeline: its UNet and scheduler, its VAE (latent space) and text encoder (prompts) if any."
+    """A teacher from a loaded diffusers pipeline: its UNet and scheduler, its VAE (latent space) and text encoder
+    (prompts) if any."""
     unet = getattr(pipeline, 'unet', None)
     if type(unet).__name__ not in _UNETS:
-        raise ValueError(f'{type(pipeline).__name__} has no UNet2DModel / UNet2DConditionModel `unet` (found {type(unet).__name__}).')
+        raise ValueError(f'{type(pipeline).__name__} has no UNet2DModel / UNet2DConditionModel `unet` (found '
+                         f'{type(unet).__name__}).')
     if getattr(pipeline, 'text_encoder', None) is not None: kwargs['prompts'] = PromptEncoder(pipeline, negative_prompt)
     vae, scheduler = getattr(pipeline, 'vae', None), scheduler or pipeline.scheduler
     if vae is None: return DiffusersTeacher.from_diffusers(unet, scheduler, **kwargs)
@@ -185,15 +205,18 @@ _SUPPORTED = ('Supported: a pipeline folder of ' + ', '.join(SUPPORTED_PIPELINES
 def hub_reachable(timeout=3.):
     "Whether the Hugging Face Hub answers a TCP connection (False at once when HF_HUB_OFFLINE is set)."
     from huggingface_hub import constants
-    if os.environ.get('HF_HUB_OFFLINE', '').upper() in ('1', 'ON', 'YES', 'TRUE') or constants.HF_HUB_OFFLINE: return False
+    if os.environ.get('HF_HUB_OFFLINE', '').upper() in ('1', 'ON', 'YES', 'TRUE') or constants.HF_HUB_OFFLINE:
+        return False
     url = urlparse(os.environ.get('HF_ENDPOINT', constants.ENDPOINT))
     try:
-        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == 'https' else 80)), timeout=timeout):
+        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == 'https' else 80)),
+                                      timeout=timeout):
             return True
     except OSError: return False
 
 def _hub_folder(name, **kwargs):
-    "A local snapshot of hub pipeline `name` (without safety checker and the like): from the cache if there, else downloaded."
+    """A local snapshot of hub pipeline `name` (without safety checker and the like): from the cache if there, else
+    downloaded."""
     try: return diffusers.DiffusionPipeline.download(name, local_files_only=True, **_UNUSED, **kwargs)
     except OSError: pass            # not in the local cache (huggingface_hub's LocalEntryNotFoundError is an OSError)
     if not hub_reachable():
@@ -214,12 +237,15 @@ def _find(name_or_folder, **kwargs):
         raise FileNotFoundError(f'No such folder: {name_or_folder!r}.')
     return Path(_hub_folder(str(name_or_folder), **kwargs))
 
-TEACHER_FIX = 'The teacher folder is damaged or was edited: save the pipeline again (pipeline.save_pretrained), or fetch a good copy'
+TEACHER_FIX = ('The teacher folder is damaged or was edited: save the pipeline again (pipeline.save_pretrained), or '
+               'fetch a good copy')
 _INFO_FIELDS = {   # what boot_nb reads from a teacher folder's boot_nb.json
     'null_class': (lambda v: v is None or is_number(v, 0, integer=True), 'null or a class index'),
     'negative_prompt': (lambda v: v is None or isinstance(v, str), 'null or a string'),
-    'prompts': (lambda v: v is None or isinstance(v, dict) and all(isinstance(p, list) and p and all(isinstance(s, str) for s in p)
-                                                                   for p in v.values()), 'null or an object of lists of prompts'),
+    'prompts': (lambda v: v is None or isinstance(v, dict) and all(isinstance(p, list) and p
+                                                                   and all(isinstance(s, str) for s in p)
+                                                                   for p in v.values()),
+                'null or an object of lists of prompts'),
     'guidance_scale': (lambda v: v is None or is_number(v), 'null or a number')}
 
 def _read_json(path, folder): return read_json(path, dict, folder, TEACHER_FIX) if path.exists() else {}
@@ -228,26 +254,33 @@ def _scheduler(scheduler):
     "A diffusers scheduler: `scheduler` itself, or loaded from a scheduler folder."
     if not isinstance(scheduler, (str, os.PathLike)): return scheduler
     cls = _read_json(Path(scheduler) / 'scheduler_config.json', scheduler).get('_class_name')
-    if cls is None: raise FileNotFoundError(f'{str(scheduler)!r} is not a scheduler folder: it has no scheduler_config.json.')
+    if cls is None:
+        raise FileNotFoundError(f'{str(scheduler)!r} is not a scheduler folder: it has no scheduler_config.json.')
     return getattr(diffusers, cls).from_pretrained(scheduler)
 
 # %% ../nbs/03_teachers.ipynb #9c96be66
-def load_teacher(name_or_folder, device=None, dtype=None, *, scheduler=None, null_class=None, negative_prompt=None, **kwargs):
-    "A teacher from a hub id, a local pipeline or UNet folder, a shipped teacher's name or an exact teacher's (`EXACT_TEACHERS`, on the CPU); `kwargs` go to diffusers' `from_pretrained`."
+def load_teacher(name_or_folder, device=None, dtype=None, *, scheduler=None, null_class=None, negative_prompt=None,
+                 **kwargs):
+    """A teacher from a hub id, a local pipeline or UNet folder, a shipped teacher's name or an exact teacher's
+    (`EXACT_TEACHERS`, on the CPU); `kwargs` go to diffusers' `from_pretrained`."""
     if str(name_or_folder) in EXACT_TEACHERS: return EXACT_TEACHERS[str(name_or_folder)]()
     path = _find(name_or_folder, **kwargs)
     info = check_fields(_read_json(path / 'boot_nb.json', path), _INFO_FIELDS, path / 'boot_nb.json', TEACHER_FIX)
     extra = dict(null_class=info.get('null_class') if null_class is None else null_class, info=info)
     index, config = _read_json(path / 'model_index.json', path), _read_json(path / 'config.json', path)
     if index:
-        foreign = {k: v[0] for k, v in index.items() if isinstance(v, list) and v[0] not in (None, 'diffusers', 'transformers')}
-        if foreign:      # diffusers would import whatever module model_index.json names: an untrusted folder runs nothing
-            raise ValueError(f'{str(path)!r}: model_index.json names components from {foreign}; a teacher folder may only hold '
-                             'diffusers and transformers components.')
+        foreign = {k: v[0] for k, v in index.items() if isinstance(v, list)
+                   and v[0] not in (None, 'diffusers', 'transformers')}
+        # diffusers would import whatever module model_index.json names: an untrusted folder runs nothing
+        if foreign:
+            raise ValueError(f'{str(path)!r}: model_index.json names components from {foreign}; a teacher folder may '
+                             'only hold diffusers and transformers components.')
         found = {k: v[1] for k, v in index.items() if isinstance(v, list) and v[1]}
         if index.get('_class_name') not in SUPPORTED_PIPELINES or found.get('unet') not in _UNETS:
-            raise ValueError(f'Unsupported pipeline in {str(path)!r}: {index.get("_class_name")} with {found}. {_SUPPORTED}')
-        pipe = diffusers.DiffusionPipeline.from_pretrained(path, torch_dtype=dtype, **{k: None for k in _UNUSED if k in index}, **kwargs)
+            raise ValueError(f'Unsupported pipeline in {str(path)!r}: {index.get("_class_name")} with {found}. '
+                             f'{_SUPPORTED}')
+        pipe = diffusers.DiffusionPipeline.from_pretrained(path, torch_dtype=dtype,
+                                                           **{k: None for k in _UNUSED if k in index}, **kwargs)
         negative = info.get('negative_prompt', '') if negative_prompt is None else negative_prompt
         teacher = teacher_from_pipeline(pipe, scheduler and _scheduler(scheduler), negative, **extra)
     elif config.get('_class_name') in _UNETS:
@@ -258,14 +291,16 @@ def load_teacher(name_or_folder, device=None, dtype=None, *, scheduler=None, nul
         unet = getattr(diffusers, config['_class_name']).from_pretrained(path, torch_dtype=dtype, **kwargs)
         teacher = DiffusersTeacher.from_diffusers(unet, _scheduler(scheduler), **extra)
     else:
-        what = f'a {config["_class_name"]} config' if config.get('_class_name') else sorted(p.name for p in path.iterdir())[:12]
+        what = (f'a {config["_class_name"]} config' if config.get('_class_name')
+                else sorted(p.name for p in path.iterdir())[:12])
         raise ValueError(f'{str(path)!r} is neither a diffusers pipeline folder (model_index.json) nor a UNet folder; '
                          f'found {what}. {_SUPPORTED} Save a pipeline with `pipeline.save_pretrained(folder)`.')
     return teacher.to(device).eval().requires_grad_(False)
 
 # %% ../nbs/03_teachers.ipynb #2ca2acf7
 def word_tokenizer(texts, max_length=77):
-    "A lower-casing word-level tokenizer over the words of `texts`, with T5's special tokens, as a `PreTrainedTokenizerFast`."
+    """A lower-casing word-level tokenizer over the words of `texts`, with T5's special tokens, as a
+    `PreTrainedTokenizerFast`."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
     words = sorted({w for t in texts for w in t.lower().split()})
