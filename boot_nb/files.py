@@ -13,7 +13,8 @@ from pathlib import Path
 
 # %% ../nbs/00b_files.ipynb #951f7423
 class BOOTFileError(ValueError):
-    "A file boot_nb cannot use as it is; the message is one line: the file (`path`), what is wrong (`what`), what to do (`fix`)."
+    """A file boot_nb cannot use as it is; the message is one line: the file (`path`), what is wrong (`what`), what to
+    do (`fix`)."""
     def __init__(self, path, what, fix):
         self.path, self.what, self.fix = str(path), ' '.join(str(what).split()), fix
         super().__init__(f'{self.path}: {self.what}. {fix}')
@@ -21,42 +22,52 @@ class BOOTFileError(ValueError):
     def __reduce__(self): return type(self), (self.path, self.what, self.fix)     # picklable, e.g. across processes
 
 # %% ../nbs/00b_files.ipynb #5aa016c6
-MAX_JSON_BYTES = 32 * 2**20     # boot_nb's JSON files are kilobytes (a tabulated schedule about 200 kB): a larger one is not read
+# boot_nb's JSON files are kilobytes (a tabulated schedule about 200 kB): a larger one is not read
+MAX_JSON_BYTES = 32 * 2**20
 DAMAGED = 'The file is damaged or was not written by boot_nb: replace it with a good copy'
 
 def _json_type(v):
-    return ('an object' if isinstance(v, dict) else 'an array' if isinstance(v, list) else 'a string' if isinstance(v, str)
+    return ('an object' if isinstance(v, dict) else 'an array' if isinstance(v, list) else 'a string'
+            if isinstance(v, str)
             else 'null' if v is None else 'true/false' if isinstance(v, bool) else 'a number')
 
 def _no_constant(name): raise ValueError(f'{name} is not a JSON number')
 
 def parse_json(text, path, kind=dict, fix=DAMAGED):
-    "The JSON value of `text` (read from `path`), which must be a `kind` (dict or list); anything else is a `BOOTFileError`."
+    """The JSON value of `text` (read from `path`), which must be a `kind` (dict or list); anything else is a
+    `BOOTFileError`."""
     try: value = json.loads(text, parse_constant=_no_constant)
-    except json.JSONDecodeError as e: raise BOOTFileError(path, f'is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})', fix) from None
+    except json.JSONDecodeError as e:
+        raise BOOTFileError(path, f'is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})', fix) from None
     except (ValueError, RecursionError) as e: raise BOOTFileError(path, f'is not valid JSON ({e})', fix) from None
-    if not isinstance(value, kind): raise BOOTFileError(path, f'holds {_json_type(value)} where {_json_type(kind())} belongs', fix)
+    if not isinstance(value, kind):
+        raise BOOTFileError(path, f'holds {_json_type(value)} where {_json_type(kind())} belongs', fix)
     return value
 
 def _root(folder):
-    "Where links in `folder` may point: into it, or into the repository of a Hugging Face cache snapshot (its files link to ../../blobs)."
+    """Where links in `folder` may point: into it, or into the repository of a Hugging Face cache snapshot (its files
+    link to ../../blobs)."""
     folder = Path(folder).absolute()
     hub = next((p.parent for p in folder.parents if p.name == 'snapshots' and (p.parent / 'blobs').is_dir()), folder)
     return hub.resolve()
 
 def read_json(path, kind=dict, folder=None, fix=DAMAGED, max_bytes=MAX_JSON_BYTES):
-    "The JSON `kind` in file `path` of `folder` (default: its parent), read as untrusted input; what does not fit is a `BOOTFileError`."
+    """The JSON `kind` in file `path` of `folder` (default: its parent), read as untrusted input; what does not fit is a
+    `BOOTFileError`."""
     path = Path(path)
     root, real = _root(path.parent if folder is None else folder), path.resolve()
     if not real.is_relative_to(root):
-        raise BOOTFileError(path, f'is a link to {str(real)!r}, outside the folder {str(root)!r}; boot_nb reads nothing outside it', fix)
+        raise BOOTFileError(path, f'is a link to {str(real)!r}, outside the folder {str(root)!r}; boot_nb reads '
+                                  'nothing outside it', fix)
     try: mode = real.stat().st_mode
     except FileNotFoundError: raise BOOTFileError(path, 'is missing', fix) from None
     if not stat.S_ISREG(mode): raise BOOTFileError(path, 'is not a regular file', fix)
     with open(real, 'rb') as fh: data = fh.read(max_bytes + 1)
-    if len(data) > max_bytes: raise BOOTFileError(path, f'is larger than {max_bytes / 2**20:g} MB, more than a JSON file of boot_nb holds', fix)
+    if len(data) > max_bytes: raise BOOTFileError(path, f'is larger than {max_bytes / 2**20:g} MB, more than a JSON '
+                                                        'file of boot_nb holds', fix)
     try: text = data.decode('utf-8')
-    except UnicodeDecodeError as e: raise BOOTFileError(path, f'is not UTF-8 text (byte {e.start} is {data[e.start]:#04x})', fix) from None
+    except UnicodeDecodeError as e:
+        raise BOOTFileError(path, f'is not UTF-8 text (byte {e.start} is {data[e.start]:#04x})', fix) from None
     return parse_json(text, path, kind, fix)
 
 # %% ../nbs/00b_files.ipynb #86a18424
@@ -66,9 +77,11 @@ def is_number(v, lo=-math.inf, hi=math.inf, integer=False):
     return (isinstance(v, int) or math.isfinite(v)) and lo <= v <= hi
 
 def check_fields(d, fields, path, fix=DAMAGED, where=''):
-    "The object `d` read from `path`, checked against `fields`, {name: (check, what it must be)}; the first that fails is a `BOOTFileError`."
+    """The object `d` read from `path`, checked against `fields`, {name: (check, what it must be)}; the first that fails
+    is a `BOOTFileError`."""
     for k, (ok, what) in fields.items():
-        if not ok(d.get(k)): raise BOOTFileError(path, f'{where}"{k}" must be {what}, got {repr(d[k])[:80] if k in d else "nothing"}', fix)
+        if not ok(d.get(k)): raise BOOTFileError(path, f'{where}"{k}" must be {what}, got '
+                                                       f'{repr(d[k])[:80] if k in d else "nothing"}', fix)
     return d
 
 # %% ../nbs/00b_files.ipynb #c65f5eaa
@@ -76,7 +89,8 @@ def _weight_files(path, fix):
     "A .safetensors file, or every one in a folder (a sharded or diffusers model folder)."
     path = Path(path)
     files = sorted(path.glob('*.safetensors')) if path.is_dir() else [path]
-    if not files or not files[0].is_file(): raise BOOTFileError(path, 'is missing' if not path.is_dir() else 'holds no .safetensors file', fix)
+    if not files or not files[0].is_file():
+        raise BOOTFileError(path, 'is missing' if not path.is_dir() else 'holds no .safetensors file', fix)
     return files
 
 def _headers(files, fix):
@@ -87,29 +101,36 @@ def _headers(files, fix):
         try:
             with safe_open(str(f), 'pt') as h:
                 for k in h.keys(): s = h.get_slice(k); out[k] = (f, tuple(s.get_shape()), s.get_dtype())
-        except (SafetensorError, OSError) as e: raise BOOTFileError(f, f'is not a whole safetensors file ({e})', fix) from None
+        except (SafetensorError, OSError) as e:
+            raise BOOTFileError(f, f'is not a whole safetensors file ({e})', fix) from None
     return out
 
 def _check_tensors(module, headers, files, fix):
-    "`module`'s state dict against the `headers`: each tensor there (tied ones once), of its shape, floating where it is; nothing extra."
+    """`module`'s state dict against the `headers`: each tensor there (tied ones once), of its shape, floating where it
+    is; nothing extra."""
     want = module.state_dict()
     saved = {want[k].data_ptr() for k in want if k in headers}
     for k, t in want.items():
         if k not in headers:
             if t.data_ptr() in saved: continue          # shares its storage with a tensor in the file (tied weights)
-            raise BOOTFileError(files[0] if len(files) == 1 else files[0].parent, f'has no tensor {k!r}, which the network has', fix)
+            raise BOOTFileError(files[0] if len(files) == 1 else files[0].parent,
+                                f'has no tensor {k!r}, which the network has', fix)
         f, shape, dtype = headers[k]
-        if shape != tuple(t.shape): raise BOOTFileError(f, f'layer {k!r} has shape {list(shape)}, the config makes {list(t.shape)}', fix)
+        if shape != tuple(t.shape):
+            raise BOOTFileError(f, f'layer {k!r} has shape {list(shape)}, the config makes {list(t.shape)}', fix)
         if t.is_floating_point() and not dtype.startswith(('F', 'BF')):
             raise BOOTFileError(f, f'layer {k!r} holds {dtype} numbers where the network has floating-point ones', fix)
     extra = sorted(set(headers) - set(want))
-    if extra: raise BOOTFileError(headers[extra[0]][0], f'holds {len(extra)} tensor(s) the network does not have, e.g. {extra[0]!r}', fix)
+    if extra: raise BOOTFileError(headers[extra[0]][0],
+                                  f'holds {len(extra)} tensor(s) the network does not have, e.g. {extra[0]!r}', fix)
 
 def _check_finite(named, where, fix):
-    import torch          # here, not at the top: reading JSON needs no torch, so the command line parses its options without it
+    # here, not at the top: reading JSON needs no torch, so the command line parses its options without it
+    import torch
     for k, t in named:
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            raise BOOTFileError(where(k), f'layer {k!r} holds {int((~torch.isfinite(t)).sum())} NaN or infinite value(s), which '
+            raise BOOTFileError(where(k),
+                                f'layer {k!r} holds {int((~torch.isfinite(t)).sum())} NaN or infinite value(s), which '
                                 'would make NaN samples', f'{fix} (or load with allow_nonfinite=True to look at it)')
 
 def load_weights(module, path, allow_nonfinite=False, fix=DAMAGED):
@@ -122,40 +143,49 @@ def load_weights(module, path, allow_nonfinite=False, fix=DAMAGED):
         t = load_file(str(f))
         if not allow_nonfinite: _check_finite(t.items(), lambda k: f, fix)
         tensors.update(t)
-    module.load_state_dict(tensors, strict=False)         # checked: every tensor is there (tied ones once), nothing extra
+    # checked: every tensor is there (tied ones once), nothing extra
+    module.load_state_dict(tensors, strict=False)
     return module
 
 def check_weights(module, path, allow_nonfinite=False, fix=DAMAGED):
-    "Check `module`, which its library loaded from the safetensors at `path`, against those files as `load_weights` does."
+    """Check `module`, which its library loaded from the safetensors at `path`, against those files as `load_weights`
+    does."""
     files = _weight_files(path, fix)
     headers = _headers(files, fix)
     _check_tensors(module, headers, files, fix)
-    if not allow_nonfinite: _check_finite(module.state_dict().items(), lambda k: headers[k][0] if k in headers else path, fix)
+    if not allow_nonfinite:
+        _check_finite(module.state_dict().items(), lambda k: headers[k][0] if k in headers else path, fix)
     return module
 
-MAX_MODEL_PARAMETERS = 2**34   # 17 G parameters (64 GB of float32): more than any diffusion model's component; a config asking for more is refused
+# 17 G parameters (64 GB of float32): more than any diffusion model's component; a config asking for more is refused
+MAX_MODEL_PARAMETERS = 2**34
 
 def _meta_parameters(cls, folder):
-    "The parameters `cls` would allocate from `folder`'s config, counted on the meta device (nothing allocated); None if it does not build."
+    """The parameters `cls` would allocate from `folder`'s config, counted on the meta device (nothing allocated); None
+    if it does not build."""
     import torch
     try:
         with torch.device('meta'):
             if hasattr(cls, 'load_config'): model = cls.from_config(cls.load_config(folder))          # diffusers
             else: model = cls(cls.config_class.from_pretrained(folder, local_files_only=True))        # transformers
-    except (TypeError, ValueError, KeyError, AttributeError, OSError, RuntimeError): return None      # from_pretrained says why, below
+    # from_pretrained says why, below
+    except (TypeError, ValueError, KeyError, AttributeError, OSError, RuntimeError): return None
     return sum(p.numel() for p in model.parameters())
 
 def load_pretrained(cls, folder, allow_nonfinite=False, fix=DAMAGED, **kwargs):
-    "`cls.from_pretrained(folder)` for a diffusers or transformers model class, from safetensors only, with its config (size included) and weights checked."
+    """`cls.from_pretrained(folder)` for a diffusers or transformers model class, from safetensors only, with its config
+    (size included) and weights checked."""
     folder = Path(folder)
     read_json(folder / 'config.json', dict, folder, fix)
     n = _meta_parameters(cls, folder)
     if n is not None and n > MAX_MODEL_PARAMETERS:
-        raise BOOTFileError(folder / 'config.json', f'makes a {cls.__name__} of {n:.3g} parameters ({4 * n / 2**30:.3g} GB of float32), more than the '
+        raise BOOTFileError(folder / 'config.json', f'makes a {cls.__name__} of {n:.3g} parameters '
+                                                    f'({4 * n / 2**30:.3g} GB of float32), more than the '
                             f'{MAX_MODEL_PARAMETERS:.3g} a boot_nb folder may ask for', fix)
     try: model = cls.from_pretrained(folder, use_safetensors=True, local_files_only=True, **kwargs)
     except (OSError, ValueError, RuntimeError) as e:
-        raise BOOTFileError(folder, f'cannot be loaded as a {cls.__name__} ({(str(e).splitlines() or [type(e).__name__])[0]})', fix) from e
+        raise BOOTFileError(folder, f'cannot be loaded as a {cls.__name__} '
+                                    f'({(str(e).splitlines() or [type(e).__name__])[0]})', fix) from e
     return check_weights(model, folder, allow_nonfinite, fix)
 
 # %% ../nbs/00b_files.ipynb #6b943752
@@ -163,10 +193,12 @@ SHIPPED_TEACHERS = Path(str(importlib.resources.files('boot_nb'))) / 'assets' / 
 
 def shipped_teachers():
     "Names of the teachers that ship inside the boot_nb package."
-    return sorted(p.name for p in SHIPPED_TEACHERS.iterdir() if (p / 'model_index.json').exists()) if SHIPPED_TEACHERS.exists() else []
+    return (sorted(p.name for p in SHIPPED_TEACHERS.iterdir() if (p / 'model_index.json').exists())
+            if SHIPPED_TEACHERS.exists() else [])
 
 def jsonable(v):
-    "`v` as JSON can hold it: numbers, strings and None as they are, lists and tuples (and tensors, arrays) as lists, anything else by its name."
+    """`v` as JSON can hold it: numbers, strings and None as they are, lists and tuples (and tensors, arrays) as lists,
+    anything else by its name."""
     if v is None or isinstance(v, (bool, int, float, str)): return v
     if isinstance(v, (list, tuple)): return [jsonable(x) for x in v]
     if hasattr(v, 'tolist'): return jsonable(v.tolist())

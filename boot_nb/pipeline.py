@@ -20,52 +20,63 @@ from .student import BOOTStudent, build_student, check_student_config, student_c
 from .teachers import Cond, PromptEncoder
 
 # %% ../nbs/07b_pipeline.ipynb #99096df6
-PIPELINE_COMPONENTS = {   # component: (library, the classes it may be); nothing else named in a model_index.json is imported
+# component: (library, the classes it may be); nothing else named in a model_index.json is imported
+PIPELINE_COMPONENTS = {
     'unet': ('diffusers', ('UNet2DModel', 'UNet2DConditionModel')),
     'vae': ('diffusers', ('AutoencoderKL',)),
     'text_encoder': ('transformers', ('T5EncoderModel', 'CLIPTextModel')),
-    'tokenizer': ('transformers', ('T5Tokenizer', 'T5TokenizerFast', 'CLIPTokenizer', 'CLIPTokenizerFast', 'PreTrainedTokenizerFast',
+    'tokenizer': ('transformers', ('T5Tokenizer', 'T5TokenizerFast', 'CLIPTokenizer', 'CLIPTokenizerFast',
+                                   'PreTrainedTokenizerFast',
                                'TokenizersBackend'))}    # transformers 5's name of a tokenizers-backed tokenizer
 TEXT_PIPELINES = ('IFPipeline', 'StableDiffusionPipeline')    # whose encode_prompt a text student's prompts go through
 
 # %% ../nbs/07b_pipeline.ipynb #c9266392
-PIPELINE_FIX = 'The pipeline folder is damaged or was edited: save it again (pipe.save_pretrained), or fetch a good copy'
+PIPELINE_FIX = ('The pipeline folder is damaged or was edited: save it again (pipe.save_pretrained), or fetch a good '
+                'copy')
 
 def _read_index(folder):
     "model_index.json of a BOOTPipeline folder, checked: an object naming BOOTPipeline, with a valid \"boot_config\"."
     path = folder / 'model_index.json'
-    if not path.is_file(): raise FileNotFoundError(f'{str(folder)!r} has no model_index.json: not a pipeline folder (save one with pipe.save_pretrained).')
+    if not path.is_file(): raise FileNotFoundError(f'{str(folder)!r} has no model_index.json: not a pipeline folder '
+                                                   '(save one with pipe.save_pretrained).')
     index = read_json(path, dict, folder, PIPELINE_FIX)
     if index.get('_class_name') != 'BOOTPipeline':
-        raise BOOTFileError(path, f'does not describe a BOOTPipeline (its "_class_name" is {repr(index.get("_class_name"))[:60]})', PIPELINE_FIX)
+        raise BOOTFileError(path, 'does not describe a BOOTPipeline (its "_class_name" is '
+                                  f'{repr(index.get("_class_name"))[:60]})', PIPELINE_FIX)
     check_student_config(index.get('boot_config'), path, '"boot_config": ')
     return index
 
 # %% ../nbs/07b_pipeline.ipynb #4cc3b1c9
 class BOOTPipeline(DiffusionPipeline):
-    "A one-step BOOT generator as a diffusers pipeline: `pipe(...)` is one student call, y_theta(eps, t_min, c), plus the VAE decode for latents."
+    """A one-step BOOT generator as a diffusers pipeline: `pipe(...)` is one student call, y_theta(eps, t_min, c), plus
+    the VAE decode for latents."""
     model_cpu_offload_seq = 'text_encoder->unet->vae'
     _optional_components = ['tokenizer', 'text_encoder', 'vae']
 
     def __init__(self, unet, tokenizer=None, text_encoder=None, vae=None, boot_config=None):
         super().__init__()
         check_student_config(boot_config, 'model_index.json', '"boot_config": ')
-        if boot_config['cond_kind'] == 'text' and (text_encoder is None or boot_config.get('text_pipeline') not in TEXT_PIPELINES):
-            raise ValueError(f'A text student needs its tokenizer and text encoder and a "text_pipeline" of {TEXT_PIPELINES} in its boot_config.')
+        if (boot_config['cond_kind'] == 'text'
+            and (text_encoder is None or boot_config.get('text_pipeline') not in TEXT_PIPELINES)):
+            raise ValueError('A text student needs its tokenizer and text encoder and a "text_pipeline" of '
+                             f'{TEXT_PIPELINES} in its boot_config.')
         self.register_modules(unet=unet, tokenizer=tokenizer, text_encoder=text_encoder, vae=vae)
         self.register_to_config(boot_config=boot_config)
         self.image_processor = VaeImageProcessor(do_normalize=True)    # [-1, 1] -> [0, 1], then to PIL / numpy
 
     @classmethod
     def from_student(cls, student, teacher=None):
-        "The pipeline of a trained `BOOTStudent` whose net is a diffusers UNet; `teacher` gives the text encoder, tokenizer and VAE."
+        """The pipeline of a trained `BOOTStudent` whose net is a diffusers UNet; `teacher` gives the text encoder,
+        tokenizer and VAE."""
         name = type(student.net).__name__
         if name not in PIPELINE_COMPONENTS['unet'][1]:
-            raise ValueError(f'BOOTPipeline holds a diffusers UNet student; this one is a {name}: save it with boot_nb.student.save_student.')
+            raise ValueError(f'BOOTPipeline holds a diffusers UNet student; this one is a {name}: save it with '
+                             'boot_nb.student.save_student.')
         cfg = {k: v for k, v in student_config(student).items() if k != 'net'}
         parts, prompts = {}, getattr(teacher, 'prompts', None)
         if isinstance(prompts, PromptEncoder):
-            text_pipe = prompts._encode_prompt.__self__      # the teacher's pipeline, whose encode_prompt made the training states
+            # the teacher's pipeline, whose encode_prompt made the training states
+            text_pipe = prompts._encode_prompt.__self__
             parts.update(tokenizer=text_pipe.tokenizer, text_encoder=text_pipe.text_encoder)
             cfg.update(text_pipeline=type(text_pipe).__name__, negative_prompt=prompts.negative_prompt)
         if getattr(teacher, 'vae', None) is not None: parts['vae'] = teacher.vae
@@ -73,37 +84,46 @@ class BOOTPipeline(DiffusionPipeline):
 
     @property
     def student(self):
-        "The `BOOTStudent` these components make (its `predict` reads prompts through the teacher pipeline's `encode_prompt`)."
+        """The `BOOTStudent` these components make (its `predict` reads prompts through the teacher pipeline's
+        `encode_prompt`)."""
         cfg, prompts = self.config.boot_config, None
         if cfg['cond_kind'] == 'text':
             text_pipe = getattr(diffusers, cfg['text_pipeline'])(
-                tokenizer=self.tokenizer, text_encoder=self.text_encoder, unet=self.unet, scheduler=diffusers.DDPMScheduler(steps_offset=1),
-                safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+                tokenizer=self.tokenizer, text_encoder=self.text_encoder, unet=self.unet,
+                scheduler=diffusers.DDPMScheduler(steps_offset=1), safety_checker=None, feature_extractor=None,
+                requires_safety_checker=False,
                 **({'vae': self.vae} if cfg['text_pipeline'] == 'StableDiffusionPipeline' else {'watermarker': None}))
             prompts = PromptEncoder(text_pipe, cfg.get('negative_prompt', ''))
         return build_student(cfg, self.unet, prompts=prompts)
 
     @classmethod
     def from_pretrained(cls, folder, torch_dtype=None, device=None, allow_nonfinite=False):
-        "A BOOTPipeline from `save_pretrained`'s folder (or a hub id): only `PIPELINE_COMPONENTS` classes, checked safetensors weights, no code run."
+        """A BOOTPipeline from `save_pretrained`'s folder (or a hub id): only `PIPELINE_COMPONENTS` classes, checked
+        safetensors weights, no code run."""
         folder = Path(folder).expanduser()
         if not folder.exists() and str(folder).count('/') == 1 and not str(folder).startswith(('.', '/', '~')):
             from huggingface_hub import snapshot_download       # a hub id: JSON, vocabularies and safetensors only
-            folder = Path(snapshot_download(str(folder), allow_patterns=['*.json', '*.safetensors', '*.txt', '*.model']))
+            folder = Path(snapshot_download(str(folder),
+                                            allow_patterns=['*.json', '*.safetensors', '*.txt', '*.model']))
         index, parts = _read_index(folder), {}
         for name, entry in index.items():
             if name.startswith('_') or name == 'boot_config' or entry in (None, [None, None]): continue
             lib, allowed = PIPELINE_COMPONENTS.get(name, (None, ()))
             if not (isinstance(entry, list) and len(entry) == 2 and entry[0] == lib and entry[1] in allowed):
                 what = f'{lib}: {", ".join(allowed)}' if lib else 'none: it is no BOOTPipeline component'
-                raise BOOTFileError(folder / 'model_index.json', f'component {name!r} is {repr(entry)[:80]}, which is not on the allow-list '
-                                    f'for it ({what}): a BOOTPipeline folder imports and runs nothing else', PIPELINE_FIX)
+                raise BOOTFileError(folder / 'model_index.json',
+                                    f'component {name!r} is {repr(entry)[:80]}, which is not on the allow-list '
+                                    f'for it ({what}): a BOOTPipeline folder imports and runs nothing else',
+                                    PIPELINE_FIX)
             klass = getattr(importlib.import_module(lib), entry[1])
-            if name != 'tokenizer': parts[name] = load_pretrained(klass, folder / name, allow_nonfinite, PIPELINE_FIX, torch_dtype=torch_dtype)
+            if name != 'tokenizer': parts[name] = load_pretrained(klass, folder / name, allow_nonfinite, PIPELINE_FIX,
+                                                                  torch_dtype=torch_dtype)
             else:
                 try: parts[name] = klass.from_pretrained(folder / name, local_files_only=True)
-                except (OSError, ValueError) as e: raise BOOTFileError(folder / name, f'cannot be loaded as a {entry[1]} ({e})', PIPELINE_FIX) from e
-        if 'unet' not in parts: raise BOOTFileError(folder / 'model_index.json', 'names no "unet": the student network is missing', PIPELINE_FIX)
+                except (OSError, ValueError) as e:
+                    raise BOOTFileError(folder / name, f'cannot be loaded as a {entry[1]} ({e})', PIPELINE_FIX) from e
+        if 'unet' not in parts: raise BOOTFileError(folder / 'model_index.json',
+                                                    'names no "unet": the student network is missing', PIPELINE_FIX)
         pipe = cls(**parts, boot_config=index.get('boot_config'))
         return pipe if device is None else pipe.to(device)
 
@@ -112,11 +132,14 @@ class BOOTPipeline(DiffusionPipeline):
 def _cond(self: BOOTPipeline, prompt, class_labels, batch_size, per_prompt):
     "(cond for the student, batch size) from the call's arguments, checked against the student's conditioning."
     kind = self.config.boot_config['cond_kind']
-    if prompt is not None and kind != 'text': raise ValueError(f'This student is {kind or "unconditional"}: it takes no prompt.')
-    if class_labels is not None and kind != 'label': raise ValueError(f'This student is {kind or "unconditional"}: it takes no class_labels.')
+    if prompt is not None and kind != 'text':
+        raise ValueError(f'This student is {kind or "unconditional"}: it takes no prompt.')
+    if class_labels is not None and kind != 'label':
+        raise ValueError(f'This student is {kind or "unconditional"}: it takes no class_labels.')
     if prompt is not None:
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        if not prompts or not all(isinstance(p, str) for p in prompts): raise ValueError('prompt must be a string or a non-empty list of strings.')
+        if not prompts or not all(isinstance(p, str) for p in prompts):
+            raise ValueError('prompt must be a string or a non-empty list of strings.')
         return [p for p in prompts for _ in range(per_prompt)], len(prompts) * per_prompt
     if class_labels is not None:
         labels = torch.as_tensor(class_labels).reshape(-1)
@@ -131,26 +154,32 @@ def _cond(self: BOOTPipeline, prompt, class_labels, batch_size, per_prompt):
 def __call__(self: BOOTPipeline, batch_size=1, generator=None, latents=None, prompt=None, class_labels=None,
              num_images_per_prompt=1, output_type='pil', return_dict=True):
     "Images from ONE student call at t_min (and the VAE decode of latents): `ImagePipelineOutput(images)`."
-    if output_type not in ('pil', 'np', 'pt', 'latent'): raise ValueError(f"output_type must be 'pil', 'np', 'pt' or 'latent', got {output_type!r}.")
+    if output_type not in ('pil', 'np', 'pt', 'latent'):
+        raise ValueError(f"output_type must be 'pil', 'np', 'pt' or 'latent', got {output_type!r}.")
     cond, n = self._cond(prompt, class_labels, batch_size, num_images_per_prompt)
     shape = tuple(self.config.boot_config['sample_shape'])
-    if latents is None: latents = randn_tensor((n, *shape), generator=generator, device=self._execution_device, dtype=self.unet.dtype)
+    if latents is None:
+        latents = randn_tensor((n, *shape), generator=generator, device=self._execution_device, dtype=self.unet.dtype)
     elif tuple(latents.shape[1:]) != shape or (cond is not None and len(latents) != n):
-        raise ValueError(f'latents must have shape ({n if cond is not None else "B"}, {", ".join(map(str, shape))}), got {tuple(latents.shape)}.')
+        raise ValueError(f'latents must have shape ({n if cond is not None else "B"}, {", ".join(map(str, shape))}), '
+                         f'got {tuple(latents.shape)}.')
     y = one_step_sample(self.student, latents.to(self._execution_device), cond)
     if output_type == 'latent': images = y
     else:
         if self.vae is not None:        # eq. (2): latents -> images
             c = self.vae.config
-            y = self.vae.decode((y / c.scaling_factor + (c.get('shift_factor') or 0.)).to(self.vae.dtype)).sample.float()
+            y = self.vae.decode((y / c.scaling_factor +
+                                 (c.get('shift_factor') or 0.)).to(self.vae.dtype)).sample.float()
         images = self.image_processor.postprocess(y.float(), output_type=output_type)
     return ImagePipelineOutput(images=images) if return_dict else (images,)
 
 # %% ../nbs/07b_pipeline.ipynb #68462382
 def save_trained(student, teacher, folder):
-    "Write a trained student to `folder`: `BOOTPipeline` layout for a diffusers UNet, else `save_student`'s; returns the folder."
+    """Write a trained student to `folder`: `BOOTPipeline` layout for a diffusers UNet, else `save_student`'s; returns
+    the folder."""
     from boot_nb.student import save_student
-    text_ok = student.cond_kind != 'text' or isinstance(getattr(teacher, 'prompts', None), PromptEncoder)   # a text encoder to ship
+    # a text encoder to ship
+    text_ok = student.cond_kind != 'text' or isinstance(getattr(teacher, 'prompts', None), PromptEncoder)
     if type(student.net).__name__ not in PIPELINE_COMPONENTS['unet'][1] or student.predict is None or not text_ok:
         return save_student(student, folder)
     BOOTPipeline.from_student(student, teacher).save_pretrained(folder)
