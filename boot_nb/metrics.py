@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from torch import nn
 # re-exported for one release: the digit classifier moved to boot_nb.digits
-from .digits import (CLASSIFIER_DIR, DigitClassifier, classify, digit_features, digit_scores, digit_split, load_digit_classifier,
-                            plot_digits, save_digit_classifier, train_digit_classifier)
+from .digits import (CLASSIFIER_DIR, DigitClassifier, classify, digit_features, digit_scores, digit_split,
+                            load_digit_classifier, plot_digits, save_digit_classifier, train_digit_classifier)
 
-_MOVED_TO_QUALITY = ('sample_batched', 'compare_to_ddim', 'quality_table', 'teacher_fingerprint', 'quality_cache_dir', 'quality_plot',
-                     'quality_report')
+_MOVED_TO_QUALITY = ('sample_batched', 'compare_to_ddim', 'quality_table', 'teacher_fingerprint', 'quality_cache_dir',
+                     'quality_plot', 'quality_report')
 
 def __getattr__(name):
     "`boot_nb.metrics.compare_to_ddim` and the other names that moved to boot_nb.quality still work for one release."
@@ -40,7 +40,8 @@ def _check_sets(x, y):
     if min(len(x), len(y)) < 2: raise ValueError('Need at least 2 samples in each set.')
 
 def frechet_distance(x, y):
-    "Eq. (1): the Fréchet distance between Gaussians fitted to features x (N, D) and y (M, D), by torchmetrics' FID, in float64."
+    """Eq. (1): the Fréchet distance between Gaussians fitted to features x (N, D) and y (M, D), by torchmetrics' FID,
+    in float64."""
     from torchmetrics.image.fid import FrechetInceptionDistance
     x, y = (torch.as_tensor(a).detach().flatten(1).double().cpu() for a in (x, y))
     _check_sets(x, y)
@@ -56,7 +57,8 @@ def median_distance(x):
     return d[~torch.eye(len(x), dtype=torch.bool, device=x.device)].median().item()
 
 def mmd(x, y, bandwidth=None):
-    "Eq. (2): unbiased squared MMD, RBF kernel, between samples x (N, ...) and y (M, ...); `bandwidth` defaults to x's median distance."
+    """Eq. (2): unbiased squared MMD, RBF kernel, between samples x (N, ...) and y (M, ...); `bandwidth` defaults to x's
+    median distance."""
     x, y = torch.as_tensor(x).flatten(1).double(), torch.as_tensor(y).flatten(1).double().to(torch.as_tensor(x).device)
     n, m = len(x), len(y)
     if min(n, m) < 2: raise ValueError('Need at least 2 samples in each set.')
@@ -80,7 +82,8 @@ def _reachable(url, timeout=3.):
     except OSError: return False
 
 def inception_weights_file(path=None):
-    "The FID Inception weights: `path` if given, else torch hub's cache, downloaded there if the internet is reachable; else a clear error."
+    """The FID Inception weights: `path` if given, else torch hub's cache, downloaded there if the internet is
+    reachable; else a clear error."""
     cached = Path(torch.hub.get_dir()) / 'checkpoints' / INCEPTION_FILE
     if path is not None and Path(path).is_file(): return Path(path)
     if path is None and cached.is_file(): return cached
@@ -88,16 +91,19 @@ def inception_weights_file(path=None):
         cached.parent.mkdir(parents=True, exist_ok=True)
         torch.hub.download_url_to_file(INCEPTION_URL, str(cached))
         return cached
-    where = f'{str(path)!r} does not exist' if path is not None else f'it is not in {cached.parent} and {INCEPTION_URL} cannot be reached'
+    where = (f'{str(path)!r} does not exist' if path is not None
+             else f'it is not in {cached.parent} and {INCEPTION_URL} cannot be reached')
     raise FileNotFoundError(
         f'FID and KID need the Inception v3 weights of torch-fidelity, the file {INCEPTION_FILE} (91 MB), and {where}. '
-        f'On a machine with internet download\n    {INCEPTION_URL}\ninto {cached.parent} (found there automatically) or anywhere, '
+        f'On a machine with internet download\n    {INCEPTION_URL}\ninto {cached.parent} (found there automatically) '
+        'or anywhere, '
         "and pass inception_weights='path/to/" + INCEPTION_FILE + "'. Without it, pass feature=RandomFeatures() "
         '(no download; the numbers are then not comparable to published FIDs).')
 
 # %% ../nbs/04_metrics.ipynb #1b0955a6
 class ImageFeatures(nn.Module):
-    "Features (B, D) of images (B, C, H, W) in [-1, 1] from `net`; `uint8` nets (Inception) get 0..255 bytes; 1-channel images are repeated to 3."
+    """Features (B, D) of images (B, C, H, W) in [-1, 1] from `net`; `uint8` nets (Inception) get 0..255 bytes;
+    1-channel images are repeated to 3."""
     def __init__(self, net, num_features, uint8=False):
         super().__init__()
         self.net, self.num_features, self.uint8 = net.eval().requires_grad_(False), num_features, uint8
@@ -110,16 +116,18 @@ class ImageFeatures(nn.Module):
         return self.net(x).flatten(1)
 
 def inception_features(weights=None, dims=2048):
-    "torchmetrics' FID Inception v3 (`dims`-d features) as an `ImageFeatures`, its weights from `inception_weights_file(weights)`."
+    """torchmetrics' FID Inception v3 (`dims`-d features) as an `ImageFeatures`, its weights from
+    `inception_weights_file(weights)`."""
     from unittest import mock
     path = inception_weights_file(weights)
     try:
         from torchmetrics.image.fid import NoTrainInceptionV3
         import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
     except Exception as e:      # torch-fidelity imports torchvision, which fails when built for another torch
-        raise ImportError(f'Inception features need torch-fidelity and a torchvision built for your torch ({torch.__version__}); '
-                          f'importing them failed with {type(e).__name__}: {e}. Install them with `pip install torch-fidelity '
-                          'torchvision` (the torchvision release that matches your torch).') from e
+        raise ImportError('Inception features need torch-fidelity and a torchvision built for your torch '
+                          f'({torch.__version__}); importing them failed with {type(e).__name__}: {e}. Install them '
+                          'with `pip install torch-fidelity torchvision` (the torchvision release that matches your '
+                          'torch).') from e
     state = torch.load(path, map_location='cpu', weights_only=True)
     # torch-fidelity would torch.load the file with weights_only=False: hand it the tensors loaded safely instead
     with mock.patch.object(tf_inception, 'load_state_dict_from_url', lambda *a, **k: state):
@@ -127,21 +135,24 @@ def inception_features(weights=None, dims=2048):
     return ImageFeatures(net, dims, uint8=True)
 
 class RandomFeatures(ImageFeatures):
-    "A seeded random conv net as an `ImageFeatures` (`num_features`-d): distances between image sets without any download."
+    """A seeded random conv net as an `ImageFeatures` (`num_features`-d): distances between image sets without any
+    download."""
     def __init__(self, num_features=64, width=32, seed=0):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = nn.Sequential(nn.Conv2d(3, width, 3, 2, 1), nn.ReLU(), nn.Conv2d(width, 2 * width, 3, 2, 1), nn.ReLU(),
-                                nn.Conv2d(2 * width, 4 * width, 3, 2, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
-                                nn.Linear(16 * width, num_features))
+            net = nn.Sequential(nn.Conv2d(3, width, 3, 2, 1), nn.ReLU(), nn.Conv2d(width, 2 * width, 3, 2, 1),
+                                nn.ReLU(), nn.Conv2d(2 * width, 4 * width, 3, 2, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                                nn.Flatten(), nn.Linear(16 * width, num_features))
             for layer in net:    # He init keeps the features of order 1 (PyTorch's default shrinks them layer by layer)
-                if hasattr(layer, 'weight'): nn.init.kaiming_normal_(layer.weight, nonlinearity='relu'); nn.init.zeros_(layer.bias)
+                if hasattr(layer, 'weight'):
+                    nn.init.kaiming_normal_(layer.weight, nonlinearity='relu'); nn.init.zeros_(layer.bias)
         super().__init__(net, num_features)
 
 # %% ../nbs/04_metrics.ipynb #8d3973a9
 class ImageDistances:
     "FID and KID of image sets against one real set (B, C, H, W) in [-1, 1], whose features are computed once."
-    def __init__(self, real, feature=None, *, inception_weights=None, kid_subsets=100, kid_subset_size=1000, batch_size=250, device=None):
+    def __init__(self, real, feature=None, *, inception_weights=None, kid_subsets=100, kid_subset_size=1000,
+                 batch_size=250, device=None):
         self.feature = inception_features(inception_weights) if feature is None else feature
         self.device = device or next(self.feature.parameters()).device
         self.feature.to(self.device)
@@ -149,7 +160,8 @@ class ImageDistances:
         self.real = self.features(real)
 
     def features(self, images):
-        "Features (N, D), float64 on the CPU, of images in [-1, 1], computed in batches on the feature network's device."
+        """Features (N, D), float64 on the CPU, of images in [-1, 1], computed in batches on the feature network's
+        device."""
         return torch.cat([self.feature(images[i:i + self.batch_size].to(self.device)).double().cpu()
                           for i in range(0, len(images), self.batch_size)])
 
@@ -160,7 +172,8 @@ class ImageDistances:
         f = self.features(fake)
         _check_sets(self.real, f)
         fid = FrechetInceptionDistance(feature=FeatureInput(f.shape[1])).double()
-        with warnings.catch_warnings():    # KID warns that it buffers all features: these are the features, already in memory
+        # KID warns that it buffers all features: these are the features, already in memory
+        with warnings.catch_warnings():
             warnings.simplefilter('ignore')
             kid = KernelInceptionDistance(feature=FeatureInput(f.shape[1]), subsets=self.kid_subsets,
                                           subset_size=min(self.kid_subset_size, len(f), len(self.real)))
@@ -171,14 +184,16 @@ class ImageDistances:
         return {'fid': fid.compute().item(), 'kid': kid_mean.item(), 'kid_std': kid_std.item()}
 
 def fid_kid(real, fake, feature=None, **kwargs):
-    "{'fid', 'kid', 'kid_std'} between image sets (B, C, H, W) in [-1, 1]: Inception v3 features unless `feature` (see `ImageDistances`)."
+    """{'fid', 'kid', 'kid_std'} between image sets (B, C, H, W) in [-1, 1]: Inception v3 features unless `feature` (see
+    `ImageDistances`)."""
     return ImageDistances(real, feature, **kwargs)(fake)
 
 # %% ../nbs/04_metrics.ipynb #d967ead1
 CLIP_MODEL = 'openai/clip-vit-base-patch16'
 
 def load_clip(model_name_or_path=CLIP_MODEL):
-    "A `transformers` CLIPModel and CLIPProcessor from a hub id or a local folder (safetensors only); a clear error offline."
+    """A `transformers` CLIPModel and CLIPProcessor from a hub id or a local folder (safetensors only); a clear error
+    offline."""
     from transformers import CLIPModel, CLIPProcessor
     if not Path(model_name_or_path).expanduser().is_dir():
         from boot_nb.teachers import hub_reachable
@@ -187,16 +202,18 @@ def load_clip(model_name_or_path=CLIP_MODEL):
         except OSError:
             if not hub_reachable():
                 raise OSError(
-                    f'The CLIP score needs the CLIP model {model_name_or_path!r}: it is not a local folder, not in the Hugging Face '
-                    'cache, and the Hub cannot be reached from here. On a machine with internet run\n'
-                    f'    m = {model_name_or_path!r}; transformers.CLIPModel.from_pretrained(m).save_pretrained("clip"); '
-                    'transformers.CLIPProcessor.from_pretrained(m).save_pretrained("clip")\n'
-                    'copy the folder here and pass model_name_or_path="path/to/clip".') from None
+                    f'The CLIP score needs the CLIP model {model_name_or_path!r}: it is not a local folder, not in the '
+                    'Hugging Face cache, and the Hub cannot be reached from here. On a machine with internet run\n'
+                    f'    m = {model_name_or_path!r}; '
+                    'transformers.CLIPModel.from_pretrained(m).save_pretrained("clip"); '
+                    'transformers.CLIPProcessor.from_pretrained(m).save_pretrained("clip")\ncopy the folder here and '
+                    'pass model_name_or_path="path/to/clip".') from None
     return (CLIPModel.from_pretrained(model_name_or_path, use_safetensors=True).eval(),
             CLIPProcessor.from_pretrained(model_name_or_path))
 
 class _CLIPTensors(nn.Module):
-    "A CLIPModel whose `get_*_features` return tensors: transformers 5 returns model outputs, which torchmetrics 1.9 cannot read."
+    """A CLIPModel whose `get_*_features` return tensors: transformers 5 returns model outputs, which torchmetrics 1.9
+    cannot read."""
     def __init__(self, model):
         super().__init__()
         self.model, self.config = model, model.config
@@ -207,24 +224,29 @@ class _CLIPTensors(nn.Module):
 
 @torch.no_grad()
 def clip_score(images, prompts, model_name_or_path=CLIP_MODEL, batch_size=64, device=None):
-    "torchmetrics' CLIP score (0..100, higher = closer) of images (B, 3, H, W) in [-1, 1] and their `prompts` (list of B str), averaged."
+    """torchmetrics' CLIP score (0..100, higher = closer) of images (B, 3, H, W) in [-1, 1] and their `prompts` (list of
+    B str), averaged."""
     from torchmetrics.multimodal.clip_score import CLIPScore
-    if len(prompts) != len(images): raise ValueError(f'{len(images)} images but {len(prompts)} prompts: give one prompt per image.')
+    if len(prompts) != len(images):
+        raise ValueError(f'{len(images)} images but {len(prompts)} prompts: give one prompt per image.')
     model, processor = load_clip(model_name_or_path)
     metric = CLIPScore(model_name_or_path=lambda: (_CLIPTensors(model), processor)).to(device or 'cpu')
-    pixels = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()    # CLIPProcessor rescales 0..255
+    # CLIPProcessor rescales 0..255
+    pixels = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
     for i in range(0, len(images), batch_size):
         metric.update(pixels[i:i + batch_size], list(prompts[i:i + batch_size]))
     return metric.compute().item()
 
 def save_tiny_clip(folder, seed=0):
-    "A tiny random CLIP (32x32 images, a character-level tokenizer) saved as a local `clip_score` model folder: the offline stand-in."
+    """A tiny random CLIP (32x32 images, a character-level tokenizer) saved as a local `clip_score` model folder: the
+    offline stand-in."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
     chars = [chr(i) for i in range(33, 127)]
     vocab = {t: i for i, t in enumerate(['<|startoftext|>', '<|endoftext|>'] + chars + [c + '</w>' for c in chars])}
     tok = CLIPTokenizer(vocab=vocab, merges=[])      # no merges: a word is its characters
     small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
-    cfg = CLIPConfig(text_config=dict(vocab_size=len(vocab), max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1, **small),
+    cfg = CLIPConfig(text_config=dict(vocab_size=len(vocab), max_position_embeddings=77, bos_token_id=0, eos_token_id=1,
+                                      pad_token_id=1, **small),
                      vision_config=dict(image_size=32, patch_size=8, **small), projection_dim=16)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -239,7 +261,8 @@ CIFAR10_FILE = 'cifar-10-binary.tar.gz'
 CIFAR10_URL = f'https://www.cs.toronto.edu/~kriz/{CIFAR10_FILE}'
 
 def cifar10_images(path=None, split='train', n=None):
-    "CIFAR-10 images (N, 3, 32, 32) in [-1, 1] and labels (N,) from the binary release at `path` (default: torch hub's cache, downloaded if reachable)."
+    """CIFAR-10 images (N, 3, 32, 32) in [-1, 1] and labels (N,) from the binary release at `path` (default: torch hub's
+    cache, downloaded if reachable)."""
     import tarfile
     cached = Path(torch.hub.get_dir()) / CIFAR10_FILE
     path = Path(path) if path is not None else cached
@@ -248,14 +271,16 @@ def cifar10_images(path=None, split='train', n=None):
             raise FileNotFoundError(
                 f'CIFAR-10 (the FID reference set) is the file {CIFAR10_FILE}, and {str(path)!r} does not exist'
                 + ('' if path != cached else f' and {CIFAR10_URL} cannot be reached') +
-                f'. On a machine with internet download\n    {CIFAR10_URL}\ninto {cached.parent} (found there automatically) '
+                f'. On a machine with internet download\n    {CIFAR10_URL}\ninto {cached.parent} (found there '
+                'automatically) '
                 "or anywhere, and pass its path: cifar10_images('path/to/" + CIFAR10_FILE + "').")
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.hub.download_url_to_file(CIFAR10_URL, str(path))
     names = [f'data_batch_{i}.bin' for i in range(1, 6)] if split == 'train' else ['test_batch.bin']
     with tarfile.open(path) as tar:
         members = {Path(m.name).name: m for m in tar.getmembers()}
-        raw = np.concatenate([np.frombuffer(tar.extractfile(members[k]).read(), np.uint8).reshape(-1, 3073) for k in names])
+        raw = np.concatenate([np.frombuffer(tar.extractfile(members[k]).read(), np.uint8).reshape(-1, 3073)
+                              for k in names])
     raw = raw[:n]           # a record: 1 label byte, then 32x32 bytes of red, of green, of blue
     images = torch.from_numpy(raw[:, 1:].reshape(-1, 3, 32, 32).copy()).float() / 127.5 - 1
     return images, torch.from_numpy(raw[:, 0].astype(np.int64))

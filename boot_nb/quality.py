@@ -17,7 +17,8 @@ from .metrics import frechet_distance, median_distance, mmd
 # %% ../nbs/04b_quality.ipynb #acdb769e
 @torch.no_grad()
 def sample_batched(sampler, noise, cond=None, batch_size=256, bar=None, nfe=1):
-    "`sampler(noise, cond)` run on chunks of `batch_size` (and their conditions; a single one holds for all), concatenated, in float32; `bar` (tqdm) advances `nfe` a sample."
+    """`sampler(noise, cond)` run on chunks of `batch_size` (and their conditions; a single one holds for all),
+    concatenated, in float32; `bar` (tqdm) advances `nfe` a sample."""
     from boot_nb.teachers import Cond
     c, out = Cond(cond).repeat(len(noise)), []
     for i in range(0, len(noise), batch_size):
@@ -30,23 +31,29 @@ def _bar(desc, total, progress):
     return tqdm(total=total, desc=desc, unit='NFE', unit_scale=True, disable=not progress, leave=False)
 
 @torch.no_grad()
-def compare_to_ddim(teacher, student, noise, cond=None, data=None, features=None, ddim_steps=(1, 2, 4, 10), ref_steps=50,
-                    batch_size=256, teacher_runs=None, progress=False):
-    """Rows {'method', 'nfe', 'endpoint', 'mmd', 'fd'}: teacher DDIM-k and the one-step student on `noise`, against the teacher's ODE.
+def compare_to_ddim(teacher, student, noise, cond=None, data=None, features=None, ddim_steps=(1, 2, 4, 10),
+                    ref_steps=50, batch_size=256, teacher_runs=None, progress=False):
+    """Rows {'method', 'nfe', 'endpoint', 'mmd', 'fd'}: teacher DDIM-k and the one-step student on `noise`, against the
+    teacher's ODE.
 
-    `teacher_runs` (a dict) holds the teacher's samples on `noise` by name ('ode', 'ddim-k'): those found are reused, the others
-    computed and added, so a caller can keep them for the next student. `progress`: a tqdm bar per phase, counting network calls."""
+    `teacher_runs` (a dict) holds the teacher's samples on `noise` by name ('ode', 'ddim-k'): those found are reused,
+    the others computed and added, so a caller can keep them for the next student. `progress`: a tqdm bar per phase,
+    counting network calls."""
     from boot_nb.sampling import ddim_sample, heun_sample, one_step_sample
     runs = {} if teacher_runs is None else teacher_runs
     def teacher_run(name, nfe, fn, desc):
         if name not in runs:
-            with _bar(desc, nfe * len(noise), progress) as bar: runs[name] = sample_batched(fn, noise, cond, batch_size, bar, nfe)
+            with _bar(desc, nfe * len(noise), progress) as bar:
+                runs[name] = sample_batched(fn, noise, cond, batch_size, bar, nfe)
         return runs[name].to(noise.device)
-    ref = teacher_run('ode', 2 * ref_steps - 1, lambda x, c: heun_sample(teacher, x, ref_steps, c), f'teacher ODE (Heun-{ref_steps})')
-    samples = [(f'teacher DDIM-{k}', k, teacher_run(f'ddim-{k}', k, lambda x, c, k=k: ddim_sample(teacher, x, k, c), f'teacher DDIM-{k}'))
+    ref = teacher_run('ode', 2 * ref_steps - 1, lambda x, c: heun_sample(teacher, x, ref_steps, c),
+                      f'teacher ODE (Heun-{ref_steps})')
+    samples = [(f'teacher DDIM-{k}', k,
+                teacher_run(f'ddim-{k}', k, lambda x, c, k=k: ddim_sample(teacher, x, k, c), f'teacher DDIM-{k}'))
                for k in ddim_steps]
     with _bar('BOOT student', len(noise), progress) as bar:
-        samples.append(('BOOT student, 1 step', 1, sample_batched(lambda x, c: one_step_sample(student, x, c), noise, cond, batch_size, bar)))
+        samples.append(('BOOT student, 1 step', 1,
+                        sample_batched(lambda x, c: one_step_sample(student, x, c), noise, cond, batch_size, bar)))
     samples.append((f'teacher ODE (Heun-{ref_steps})', 2 * ref_steps - 1, ref))
     if data is not None:
         data = torch.as_tensor(data).float().to(ref.device)
@@ -78,16 +85,19 @@ def _feed(h, v, depth=0):
     if v is None or isinstance(v, (bool, int, float, str)): h.update(repr(v).encode()); return 0
     if isinstance(v, (tuple, list)): return sum(_feed(h, x, depth) for x in v)
     if isinstance(v, dict): return sum(_feed(h, str(k), depth) + _feed(h, v[k], depth) for k in sorted(v, key=str))
-    if depth > 4 or not hasattr(v, '__dict__') or isinstance(v, (type, types.FunctionType, types.MethodType, types.ModuleType)): return 0
+    if (depth > 4 or not hasattr(v, '__dict__')
+        or isinstance(v, (type, types.FunctionType, types.MethodType, types.ModuleType))): return 0
     h.update(type(v).__qualname__.encode())
     if isinstance(v, nn.Module):
         found = _feed(h, dict(v.state_dict()), depth)
-        return found + _feed(h, {k: x for k, x in vars(v).items() if not k.startswith('_') and k != 'training'}, depth + 1)
-    return _feed(h, {k: x for k, x in vars(v).items() if not k.startswith('_')}, depth + 1)    # '_': caches, e.g. per device
+        return (found +
+                _feed(h, {k: x for k, x in vars(v).items() if not k.startswith('_') and k != 'training'}, depth + 1))
+    # '_': caches, e.g. per device
+    return _feed(h, {k: x for k, x in vars(v).items() if not k.startswith('_')}, depth + 1)
 
 def teacher_fingerprint(teacher):
-    """A sha256 of the teacher's class and of every tensor (network weights included) and setting it holds in public attributes
-    (private ones are caches, which fill as the teacher is used); None if it holds no tensor."""
+    """A sha256 of the teacher's class and of every tensor (network weights included) and setting it holds in public
+    attributes (private ones are caches, which fill as the teacher is used); None if it holds no tensor."""
     h = hashlib.sha256()
     return h.hexdigest() if _feed(h, teacher) else None
 
@@ -96,7 +106,8 @@ def quality_cache_dir():
     return Path(os.environ.get('BOOT_NB_CACHE', Path.home() / '.cache' / 'boot_nb')).expanduser() / 'quality'
 
 def quality_plot(rows):
-    "Quality against NFE: the teacher's DDIM-k as a curve, its ODE reference dashed, the one-step student as a star; one panel a metric."
+    """Quality against NFE: the teacher's DDIM-k as a curve, its ODE reference dashed, the one-step student as a star;
+    one panel a metric."""
     import matplotlib.pyplot as plt
     cols = [c for c in ('endpoint', 'fd', 'mmd') if c in rows[0]]
     ddim = [r for r in rows if r['method'].startswith('teacher DDIM')]
@@ -115,11 +126,15 @@ def quality_plot(rows):
 # %% ../nbs/04b_quality.ipynb #a7bc70f2
 @torch.no_grad()
 def _probe(teacher):
-    "The teacher's output on two fixed inputs, rounded: what it does, beside what it holds (a teacher's private state is not hashed)."
-    device = next(teacher.parameters()).device if isinstance(teacher, nn.Module) and any(True for _ in teacher.parameters()) else 'cpu'
+    """The teacher's output on two fixed inputs, rounded: what it does, beside what it holds (a teacher's private state
+    is not hashed)."""
+    device = (next(teacher.parameters()).device if isinstance(teacher, nn.Module)
+              and any(True for _ in teacher.parameters()) else 'cpu')
     x = torch.randn(2, *teacher.sample_shape, generator=torch.Generator().manual_seed(0)).to(device)
-    try: return teacher(x, torch.tensor([0.3, 0.7], device=device)).double().flatten(1)[:, :64].round(decimals=3).tolist()
-    except (TypeError, ValueError, RuntimeError): return None      # a teacher that needs a condition: its fingerprint alone
+    try: return teacher(x, torch.tensor([0.3, 0.7], device=device)).double().flatten(1)[:,
+                                                                                        :64].round(decimals=3).tolist()
+    # a teacher that needs a condition: its fingerprint alone
+    except (TypeError, ValueError, RuntimeError): return None
 
 def _cached_runs(teacher, key, cache):
     "The cache file of the teacher's samples for `key` (None: no cache) and the samples found in it."
@@ -128,20 +143,23 @@ def _cached_runs(teacher, key, cache):
     fp = teacher_fingerprint(teacher) if cache is not False else None
     if fp is None: return None, {}
     key_n = key['n']
-    key = hashlib.sha256(json.dumps({'teacher': fp, 'probe': _probe(teacher), **key}, sort_keys=True, default=str).encode()).hexdigest()[:32]
+    key = hashlib.sha256(json.dumps({'teacher': fp, 'probe': _probe(teacher), **key}, sort_keys=True,
+                                    default=str).encode()).hexdigest()[:32]
     file = Path(cache or quality_cache_dir()) / f'{key}.safetensors'
     try: runs = load_file(file) if file.is_file() else {}
     except (OSError, SafetensorError) as e: runs = {'damaged': e}
-    if any(not isinstance(v, torch.Tensor) or v.shape != (key_n, *teacher.sample_shape) or v.dtype != torch.float32 for v in runs.values()):
-        warnings.warn(f'{file}: a damaged cache of teacher samples; computing them again.')     # recomputed and rewritten, never trusted
+    if any(not isinstance(v, torch.Tensor) or v.shape != (key_n, *teacher.sample_shape) or v.dtype != torch.float32
+           for v in runs.values()):
+        # recomputed and rewritten, never trusted
+        warnings.warn(f'{file}: a damaged cache of teacher samples; computing them again.')
         runs = {}
     return file, runs
 
-def quality_report(teacher, student, out, n=500, seed=0, guidance=None, prompts=None, labels=None, ref_steps=50, batch_size=256,
-                   cache=None, progress=True):
-    """`compare_to_ddim` on `n` samples against the teacher's own ODE samples; prints the table, writes quality.json, quality.md
-    and quality.png to `out`. The teacher's samples are read from / written to `cache` (a folder; None: `quality_cache_dir()`;
-    False: no cache). `progress`: a tqdm bar per phase."""
+def quality_report(teacher, student, out, n=500, seed=0, guidance=None, prompts=None, labels=None, ref_steps=50,
+                   batch_size=256, cache=None, progress=True):
+    """`compare_to_ddim` on `n` samples against the teacher's own ODE samples; prints the table, writes quality.json,
+    quality.md and quality.png to `out`. The teacher's samples are read from / written to `cache` (a folder; None:
+    `quality_cache_dir()`; False: no cache). `progress`: a tqdm bar per phase."""
     from safetensors.torch import save_file
     from boot_nb.sampling import heun_sample
     from boot_nb.teachers import GuidedTeacher, context_set
@@ -151,33 +169,37 @@ def quality_report(teacher, student, out, n=500, seed=0, guidance=None, prompts=
     noise, other = (torch.randn(n, *teacher.sample_shape, generator=g, device=device) for _ in range(2))
     cond = context_set(prompts if prompts is not None else labels).cycle(n, device)
     ddim_steps = (1, 2, 4, 10, 20)
-    file, runs = _cached_runs(target, dict(n=n, seed=seed, ref_steps=ref_steps, ddim_steps=ddim_steps, prompts=prompts, labels=labels,
-                                           device=device.type), cache)
+    file, runs = _cached_runs(target, dict(n=n, seed=seed, ref_steps=ref_steps, ddim_steps=ddim_steps, prompts=prompts,
+                                           labels=labels, device=device.type), cache)
     known = set(runs)
     if 'data' not in runs:
         with _bar(f'teacher ODE (Heun-{ref_steps}), other noise', (2 * ref_steps - 1) * n, progress) as bar:
-            runs['data'] = sample_batched(lambda x, c: heun_sample(target, x, ref_steps, c), other, cond, batch_size, bar, 2 * ref_steps - 1)
+            runs['data'] = sample_batched(lambda x, c: heun_sample(target, x, ref_steps, c), other, cond, batch_size,
+                                          bar, 2 * ref_steps - 1)
     shape = teacher.sample_shape
     digit_like = len(shape) == 3 and shape[0] == 1 and not hasattr(teacher, 'decode')
-    rows = compare_to_ddim(target, student, noise, cond, runs['data'].to(device), digit_features if digit_like else None, ddim_steps,
-                           ref_steps, batch_size, runs, progress)
+    rows = compare_to_ddim(target, student, noise, cond, runs['data'].to(device),
+                           digit_features if digit_like else None, ddim_steps, ref_steps, batch_size, runs, progress)
     if file is not None and set(runs) != known:
         file.parent.mkdir(parents=True, exist_ok=True)
         tmp = file.with_suffix(f'.tmp{os.getpid()}')
         save_file({k: v.cpu().contiguous() for k, v in runs.items()}, tmp); os.replace(tmp, file)
     table, by_t = quality_table(rows), None
-    if getattr(student, 't_max', None) is not None:      # where along the path the student still disagrees with its teacher
+    # where along the path the student still disagrees with its teacher
+    if getattr(student, 't_max', None) is not None:
         from boot_nb.losses import BOOTLoss, residual_by_t
         k = min(16, n)
-        by_t = residual_by_t(BOOTLoss(t_min=student.t_min, t_max=student.t_max), student, target, noise[:k], None if cond is None else cond[:k])
+        by_t = residual_by_t(BOOTLoss(t_min=student.t_min, t_max=student.t_max), student, target, noise[:k],
+                             None if cond is None else cond[:k])
         table += ('\n\nL^BS along t (delta 0.15, ' + f'{k} noises; L^BC {by_t["bc"]:.3g}): '
                   + ', '.join(f't={t:.3f}: {v:.3g}' for t, v in zip(by_t['t'], by_t['bs'])))
-    about = (f'{n} samples from fixed noise{"" if cond is None else " and conditions"}. endpoint: mean L2 distance to the '
-             f'teacher\'s ODE endpoint from the same noise (Heun, {ref_steps} steps); '
+    about = (f'{n} samples from fixed noise{"" if cond is None else " and conditions"}. endpoint: mean L2 distance to '
+             f'the teacher\'s ODE endpoint from the same noise (Heun, {ref_steps} steps); '
              + ('fd: Frechet distance of the digit classifier\'s features, and ' if digit_like else '')
              + f'mmd: squared MMD, both against {n} teacher ODE samples from other noise.')
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    (out / 'quality.json').write_text(json.dumps({'samples': n, 'ref_steps': ref_steps, 'guidance': guidance, 'rows': rows, 'by_t': by_t},
+    (out / 'quality.json').write_text(json.dumps({'samples': n, 'ref_steps': ref_steps, 'guidance': guidance,
+                                                  'rows': rows, 'by_t': by_t},
                                                  indent=1))
     (out / 'quality.md').write_text(f'{table}\n\n{about}\n')
     quality_plot(rows).savefig(out / 'quality.png', dpi=120, bbox_inches='tight')
