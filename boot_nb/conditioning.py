@@ -13,7 +13,8 @@ from .files import BOOTFileError
 
 # %% ../nbs/02b_conditioning.ipynb #ff88256e
 class Cond:
-    "A batch's condition in one of the `cond` forms: prompts (list of str), labels (integer tensor) or hidden states; None: unconditional."
+    """A batch's condition in one of the `cond` forms: prompts (list of str), labels (integer tensor) or hidden states;
+    None: unconditional."""
     def __init__(self, value=None):
         if isinstance(value, Cond): value = value.value
         elif isinstance(value, str): value = [value]
@@ -21,8 +22,8 @@ class Cond:
         elif value is not None:
             try: value = torch.as_tensor(value)
             except (TypeError, ValueError, RuntimeError) as e:
-                raise TypeError(f'cond must be None, prompts (str or list of str), labels (integers) or hidden states (a float tensor); '
-                                f'got {type(value).__name__}: {e}') from None
+                raise TypeError('cond must be None, prompts (str or list of str), labels (integers) or hidden states '
+                                f'(a float tensor); got {type(value).__name__}: {e}') from None
             if value.ndim == 0: value = value[None]
         self.value = value
 
@@ -45,34 +46,38 @@ class Cond:
     def repeat(self, n):
         "This condition for a batch of `n`: a batch-1 condition repeated `n` times; any other must have `n` entries."
         if self.value is None or len(self) == n: return self
-        if len(self) != 1: raise ValueError(f'cond has batch size {len(self)}, but the batch has {n} samples (a cond of batch 1 is repeated).')
+        if len(self) != 1: raise ValueError(f'cond has batch size {len(self)}, but the batch has {n} samples (a cond '
+                                            'of batch 1 is repeated).')
         return Cond(self.value * n if self.kind == 'prompts' else self.value.expand(n, *self.value.shape[1:]))
 
     def null(self, n, teacher=None):
-        "The unconditional condition in this form, for `n`: label -1, `teacher`'s negative prompt (else ''), or that prompt's hidden states."
+        """The unconditional condition in this form, for `n`: label -1, `teacher`'s negative prompt (else ''), or that
+        prompt's hidden states."""
         prompts = getattr(teacher, 'prompts', None)
         if self.kind is None: return self
         if self.kind == 'prompts': return Cond([getattr(prompts, 'negative_prompt', '')] * n)
         if self.kind == 'labels': return Cond(torch.full((n,), -1, dtype=torch.long, device=self.value.device))
         if prompts is None:
-            raise ValueError('cond holds hidden states and the teacher has no prompt encoder: pass the unconditional hidden '
-                             'states as GuidedTeacher(teacher, w, negative=states_of_shape_1_L_D).')
+            raise ValueError('cond holds hidden states and the teacher has no prompt encoder: pass the unconditional '
+                             'hidden states as GuidedTeacher(teacher, w, negative=states_of_shape_1_L_D).')
         return Cond(prompts.negative.expand(n, -1, -1))
 
     def cat(self, other):
         "This batch's conditions followed by `other`'s, of the same form: the condition of the stacked batch."
         other = Cond(other)
         if (self.kind == 'prompts') != (other.kind == 'prompts') or (self.kind is None) != (other.kind is None):
-            raise TypeError(f'Cannot stack conditions of different forms ({self.kind} and {other.kind}): both must be prompts, '
-                            'both tensors, or both None.')
+            raise TypeError(f'Cannot stack conditions of different forms ({self.kind} and {other.kind}): both must be '
+                            'prompts, both tensors, or both None.')
         if self.value is None: return self
-        return Cond(self.value + other.value if self.kind == 'prompts' else torch.cat([self.value, other.value.to(self.value)]))
+        return Cond(self.value + other.value if self.kind == 'prompts'
+                    else torch.cat([self.value, other.value.to(self.value)]))
 
     def __repr__(self): return f'Cond({self.kind}, {len(self)})' if self.value is not None else 'Cond(None)'
 
 # %% ../nbs/02b_conditioning.ipynb #21c6392f
 class GuidedTeacher(torch.nn.Module):
-    "Eq. (3): the classifier-free-guided teacher f(x, t, n) + w (f(x, t, c) - f(x, t, n)), in one batched call of `teacher`."
+    """Eq. (3): the classifier-free-guided teacher f(x, t, n) + w (f(x, t, c) - f(x, t, n)), in one batched call of
+    `teacher`."""
     def __init__(self, teacher, w, negative=None):
         super().__init__()
         self.teacher, self.w, self.negative = teacher, float(w), negative
@@ -82,7 +87,8 @@ class GuidedTeacher(torch.nn.Module):
         n = len(x_t)
         c = Cond(cond).repeat(n)
         u = c.null(n, self.teacher) if self.negative is None else Cond(self.negative).repeat(n)
-        post = getattr(self.teacher, 'postprocess', None)          # clip / threshold the guided prediction, as diffusers does
+        # clip / threshold the guided prediction, as diffusers does
+        post = getattr(self.teacher, 'postprocess', None)
         f = self.teacher if post is None else (lambda *a: self.teacher.predict(self.teacher.net, *a, postprocess=False))
         f_c, f_n = f(torch.cat([x_t, x_t]), torch.cat([t, t]), c.cat(u).value).chunk(2)
         f = f_n + self.w * (f_c - f_n)
@@ -102,7 +108,8 @@ class ContextSet:
     def __init__(self, conds=None):
         self.cond = Cond(conds)
         c = self.cond.value
-        if self.cond.kind not in (None, 'prompts') and (self.cond.kind != 'labels' or c.ndim != 1 or not len(c) or c.dtype == torch.bool):
+        if (self.cond.kind not in (None, 'prompts')
+            and (self.cond.kind != 'labels' or c.ndim != 1 or not len(c) or c.dtype == torch.bool)):
             raise ValueError('A context set is a non-empty list of prompts (str) or a 1-d sequence of integer labels.')
         if self.cond.kind == 'labels': self.cond = Cond(c.long())
 
@@ -116,7 +123,8 @@ class ContextSet:
     def sample(self, n, generator=None):
         "`n` conditions drawn uniformly with replacement: a list of `n` prompts, a LongTensor (n,) of labels, or None."
         if not len(self): return None
-        return self.cond[torch.randint(len(self), (n,), generator=generator, device=generator.device if generator is not None else 'cpu')].value
+        return self.cond[torch.randint(len(self), (n,), generator=generator,
+                                       device=generator.device if generator is not None else 'cpu')].value
 
     def cycle(self, n, device=None):
         "The conditions in order, repeated to `n`: fixed conditions for sample grids and evaluations (None if empty)."
@@ -129,15 +137,18 @@ def context_set(source=None):
     if isinstance(source, ContextSet): return source
     if isinstance(source, (str, os.PathLike)):
         if not Path(source).is_file():
-            raise FileNotFoundError(f'No prompt file {str(source)!r}: pass a list of prompts, labels, or a text file with one prompt a line.')
+            raise FileNotFoundError(f'No prompt file {str(source)!r}: pass a list of prompts, labels, or a text file '
+                                    'with one prompt a line.')
         source = _read_prompts(Path(source))
     return ContextSet(source)
 
 def _read_prompts(path):
     "The prompts of a text file, one a line (blank lines skipped); a binary or empty file is a `BOOTFileError`."
-    data, fix = path.read_bytes(), 'A prompt file is UTF-8 text with one prompt a line: pass another file, or a list of prompts'
+    data, fix = path.read_bytes(), ('A prompt file is UTF-8 text with one prompt a line: pass another file, or a list '
+                                    'of prompts')
     try: text = data.decode('utf-8')
-    except UnicodeDecodeError as e: raise BOOTFileError(path, f'is not UTF-8 text (byte {e.start} is {data[e.start]:#04x})', fix) from None
+    except UnicodeDecodeError as e:
+        raise BOOTFileError(path, f'is not UTF-8 text (byte {e.start} is {data[e.start]:#04x})', fix) from None
     if '\0' in text: raise BOOTFileError(path, 'is a binary file (it holds NUL bytes), not text', fix)
     prompts = [l.strip() for l in text.splitlines() if l.strip()]
     if not prompts: raise BOOTFileError(path, 'holds no prompt', fix)
@@ -148,7 +159,8 @@ def cond_kind(teacher):
     "What conditioning `teacher` takes: 'label', 'text' or None."
     kind = getattr(teacher, 'cond_kind', None)
     if kind is not None: return kind
-    return 'label' if getattr(teacher, 'labels', None) is not None else None      # a labelled exact mixture, or unconditional
+    # a labelled exact mixture, or unconditional
+    return 'label' if getattr(teacher, 'labels', None) is not None else None
 
 def check_context(teacher, prompts=None, labels=None, guidance=None):
     "The context set D (a `ContextSet`) for `prompts` or `labels`, checked against what `teacher` takes."
@@ -157,7 +169,8 @@ def check_context(teacher, prompts=None, labels=None, guidance=None):
         raise ValueError('`guidance` needs a context set: pass `labels` or `prompts`.')
     kind, want = cond_kind(teacher), 'text' if prompts is not None else 'label' if labels is not None else None
     if want is not None and kind != want:
-        takes = {'label': 'class labels: pass labels=', 'text': 'text: pass prompts=', None: 'no condition (it is unconditional)'}[kind]
+        takes = {'label': 'class labels: pass labels=', 'text': 'text: pass prompts=',
+                 None: 'no condition (it is unconditional)'}[kind]
         raise ValueError(f'`{"prompts" if want == "text" else "labels"}` were given but the teacher takes {takes}.')
     if want == 'label' and not len(torch.as_tensor(labels).reshape(-1)): raise ValueError('`labels` is empty.')
     return context_set(prompts if prompts is not None else labels)

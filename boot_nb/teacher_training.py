@@ -18,22 +18,25 @@ from .teachers import word_tokenizer, tiny_t5_encoder, x0_from_output
 # %% ../nbs/05_teacher_training.ipynb #f1251d2f
 def digits_scheduler(variance_type='fixed_small'):
     "The teachers' `DDPMScheduler`: 1000 steps, squared-cosine schedule, eq. (1)'s v-prediction, no x0 clipping."
-    return diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule='squaredcos_cap_v2', prediction_type='v_prediction',
-                                   clip_sample=False, variance_type=variance_type)
+    return diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule='squaredcos_cap_v2',
+                                   prediction_type='v_prediction', clip_sample=False, variance_type=variance_type)
 
 def digits_unet(size=16, channels=(16, 32, 64), cross_attention_dim=None, learned_variance=False):
-    "A small 1-channel UNet, attention at its lowest resolution: `UNet2DModel`, or `UNet2DConditionModel` attending to text states of width `cross_attention_dim`; a second output channel for eq. (2)'s variance if `learned_variance`."
+    """A small 1-channel UNet, attention at its lowest resolution: `UNet2DModel`, or `UNet2DConditionModel` attending to
+    text states of width `cross_attention_dim`; a second output channel for eq. (2)'s variance if `learned_variance`."""
     cond = cross_attention_dim is not None
     down = ('DownBlock2D',) * (len(channels) - 1) + ('CrossAttnDownBlock2D' if cond else 'AttnDownBlock2D',)
     up = tuple(b.replace('Down', 'Up') for b in reversed(down))
-    common = dict(sample_size=size, in_channels=1, out_channels=2 if learned_variance else 1, block_out_channels=tuple(channels),
-                  layers_per_block=1, norm_num_groups=8, down_block_types=down, up_block_types=up)
+    common = dict(sample_size=size, in_channels=1, out_channels=2 if learned_variance else 1,
+                  block_out_channels=tuple(channels), layers_per_block=1, norm_num_groups=8, down_block_types=down,
+                  up_block_types=up)
     if not cond: return diffusers.UNet2DModel(**common)
     return diffusers.UNet2DConditionModel(cross_attention_dim=cross_attention_dim, **common)
 
 # %% ../nbs/05_teacher_training.ipynb #982bd35c
 def vlb_term(scheduler, var_out, x0_pred, x_t, x0, i):
-    "Eq. (2): KL(q(x_{i-1} | x_i, x0) || p(x_{i-1} | x_i)) in bits per pixel, learned_range variance `var_out`, batch mean; 0 at i = 0."
+    """Eq. (2): KL(q(x_{i-1} | x_i, x0) || p(x_{i-1} | x_i)) in bits per pixel, learned_range variance `var_out`, batch
+    mean; 0 at i = 0."""
     ac = scheduler.alphas_cumprod.to(device=x_t.device, dtype=torch.float64)
     a_i, a_prev = ac[i], torch.where(i > 0, ac[(i - 1).clamp_min(0)], torch.ones_like(ac[i]))
     beta = 1 - a_i / a_prev
@@ -61,12 +64,14 @@ def digit_prompts():
 
 # %% ../nbs/05_teacher_training.ipynb #2868b44d
 def digits_text_pipeline(size=16, channels=(16, 32, 64), d_model=64, seed=0):
-    "An untrained text-to-image digits teacher in DeepFloyd IF's layout: tokenizer, frozen T5, UNet2DConditionModel with learned variance, DDPM."
+    """An untrained text-to-image digits teacher in DeepFloyd IF's layout: tokenizer, frozen T5, UNet2DConditionModel
+    with learned variance, DDPM."""
     tokenizer = word_tokenizer(digit_prompts())
     return diffusers.IFPipeline(tokenizer=tokenizer, text_encoder=tiny_t5_encoder(len(tokenizer), d_model, seed),
                                 unet=digits_unet(size, channels, cross_attention_dim=d_model, learned_variance=True),
                                 scheduler=digits_scheduler('learned_range'),
-                                safety_checker=None, feature_extractor=None, watermarker=None, requires_safety_checker=False)
+                                safety_checker=None, feature_extractor=None, watermarker=None,
+                                requires_safety_checker=False)
 
 # %% ../nbs/05_teacher_training.ipynb #ad17c5bf
 def teacher_info(folder, **update):
@@ -85,13 +90,13 @@ def _target(scheduler, x0, noise, i):
     if kind == 'sample': return x0
     raise ValueError(f'Unknown prediction_type {kind!r}.')
 
-def train_teacher(out_dir, *, text=False, rgb=False, init=None, steps=4000, batch_size=64, lr=2e-3, warmup=200, ema_decay=0.999,
-                  prompt_dropout=0.1, size=16, channels=(16, 32, 64), scale=1 / 8, max_grad_norm=None, seed=0, device=None,
-                  log_every=200, log=print):
-    """Train a digits DDPM teacher with loss (1), from scratch or from the teacher folder `init`, and save it to `out_dir`:
-    1-channel `size` x `size` digits (`digits_unet`, `digits_scheduler`), text-conditional if `text`; or, if `rgb`, the
-    3x32x32 digits of `colour_digits` (fresh colours every batch) in `google/ddpm-cifar10-32`'s layout at width `scale`
-    (`cifar10_unet`, `cifar10_scheduler`: epsilon, linear betas, clip_sample)."""
+def train_teacher(out_dir, *, text=False, rgb=False, init=None, steps=4000, batch_size=64, lr=2e-3, warmup=200,
+                  ema_decay=0.999, prompt_dropout=0.1, size=16, channels=(16, 32, 64), scale=1 / 8, max_grad_norm=None,
+                  seed=0, device=None, log_every=200, log=print):
+    """Train a digits DDPM teacher with loss (1), from scratch or from the teacher folder `init`, and save it to
+    `out_dir`: 1-channel `size` x `size` digits (`digits_unet`, `digits_scheduler`), text-conditional if `text`; or, if
+    `rgb`, the 3x32x32 digits of `colour_digits` (fresh colours every batch) in `google/ddpm-cifar10-32`'s layout at
+    width `scale` (`cifar10_unet`, `cifar10_scheduler`: epsilon, linear betas, clip_sample)."""
     from diffusers.training_utils import EMAModel
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
@@ -101,7 +106,8 @@ def train_teacher(out_dir, *, text=False, rgb=False, init=None, steps=4000, batc
         text, size = isinstance(src, diffusers.IFPipeline), src.unet.config.sample_size
         rgb, channels = src.unet.config.in_channels == 3, tuple(src.unet.config.block_out_channels)
         scale = channels[0] / 128
-    if rgb and text: raise ValueError('A coloured text teacher is not implemented: pass `rgb=True` or `text=True`, not both.')
+    if rgb and text:
+        raise ValueError('A coloured text teacher is not implemented: pass `rgb=True` or `text=True`, not both.')
     if text: pipe = digits_text_pipeline(size, channels, seed=seed)
     elif rgb:
         pipe = diffusers.DDPMPipeline(unet=cifar10_unet(scale), scheduler=cifar10_scheduler())
@@ -145,7 +151,8 @@ def train_teacher(out_dir, *, text=False, rgb=False, init=None, steps=4000, batc
         ema.step(unet.parameters())
         running += loss.item()
         if step % log_every == 0 or step == steps:
-            log(f'step {step}/{steps}  loss {running / (step % log_every or log_every):.4f}  {time.time() - start:.0f} s')
+            log(f'step {step}/{steps}  loss {running / (step % log_every or log_every):.4f}  {time.time() - start:.0f} '
+                's')
             running = 0.
     ema.copy_to(unet.parameters())
     pipe.unet.eval()
@@ -154,15 +161,18 @@ def train_teacher(out_dir, *, text=False, rgb=False, init=None, steps=4000, batc
                channels=list(channels), final_loss=round(loss.item(), 4), seconds=round(time.time() - start))
     if rgb: run.update(rgb=True, scale=scale, max_grad_norm=max_grad_norm, prediction_type=sch.config.prediction_type)
     info = dict(trained=history + [run])
-    if text: info.update(prompts={str(l): [digit_prompt(l, k) for k in range(len(PROMPT_TEMPLATES))] for l in range(10)},
+    if text: info.update(prompts={str(l): [digit_prompt(l, k) for k in range(len(PROMPT_TEMPLATES))]
+                                  for l in range(10)},
                          negative_prompt='', prompt_dropout=prompt_dropout)
-    if rgb: info.update(data='sklearn digits, bilinear 8x8 -> 32x32, coloured per sample by boot_nb.teacher_training.colour_digits')
+    if rgb: info.update(data='sklearn digits, bilinear 8x8 -> 32x32, coloured per sample by '
+                             'boot_nb.teacher_training.colour_digits')
     teacher_info(out_dir, **info)
     return pipe
 
 # %% ../nbs/05_teacher_training.ipynb #7a5d6ec8
 def evaluate_teacher(teacher, n=200, steps=50, guidance=None, seed=0, classifier=None):
-    "DDIM-`steps` samples of a digits teacher from seeded noise, their prompted labels (or None) and `digit_scores` (of `digit_luminance` for coloured samples)."
+    """DDIM-`steps` samples of a digits teacher from seeded noise, their prompted labels (or None) and `digit_scores`
+    (of `digit_luminance` for coloured samples)."""
     from boot_nb.teachers import GuidedTeacher
     from boot_nb.sampling import ddim_sample
     from boot_nb.digits import digit_scores
@@ -178,7 +188,8 @@ def evaluate_teacher(teacher, n=200, steps=50, guidance=None, seed=0, classifier
 
 # %% ../nbs/05_teacher_training.ipynb #eca8a2a2
 def cifar10_unet(scale=1.0, **overrides):
-    "A random `UNet2DModel` in `google/ddpm-cifar10-32`'s layout, its widths multiplied by `scale` (rounded to multiples of 8); `overrides` go to the constructor."
+    """A random `UNet2DModel` in `google/ddpm-cifar10-32`'s layout, its widths multiplied by `scale` (rounded to
+    multiples of 8); `overrides` go to the constructor."""
     widths = tuple(max(8, round(c * scale / 8) * 8) for c in (128, 256, 256, 256))
     config = dict(sample_size=32, in_channels=3, out_channels=3, block_out_channels=widths, layers_per_block=2,
                   down_block_types=('DownBlock2D', 'AttnDownBlock2D', 'DownBlock2D', 'DownBlock2D'),
@@ -190,12 +201,14 @@ def cifar10_unet(scale=1.0, **overrides):
 
 # %% ../nbs/05_teacher_training.ipynb #9041814b
 def cifar10_scheduler():
-    "`google/ddpm-cifar10-32`'s `DDPMScheduler`: 1000 steps, linear betas 1e-4..0.02, epsilon prediction, `clip_sample=True`."
+    """`google/ddpm-cifar10-32`'s `DDPMScheduler`: 1000 steps, linear betas 1e-4..0.02, epsilon prediction,
+    `clip_sample=True`."""
     return diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule='linear', beta_start=1e-4, beta_end=0.02,
                                    prediction_type='epsilon', clip_sample=True, variance_type='fixed_small')
 
 def cifar10_standin(folder, scale=1 / 8, seed=0):
-    "Save a `DDPMPipeline` like `google/ddpm-cifar10-32` (its layout at `scale`, its scheduler) with seeded random weights to `folder`."
+    """Save a `DDPMPipeline` like `google/ddpm-cifar10-32` (its layout at `scale`, its scheduler) with seeded random
+    weights to `folder`."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         unet = cifar10_unet(scale)
@@ -206,7 +219,8 @@ def cifar10_standin(folder, scale=1 / 8, seed=0):
 LUMA = (0.299, 0.587, 0.114)   # ITU-R BT.601 luminance weights of R, G, B
 
 def colour_digits(x, generator=None, min_contrast=0.5):
-    "Coloured copies (B, 3, H, W) in [-1, 1] of grey digits `x` (B, 1, H, W) in [-1, 1]: ink of a random foreground colour on a random background colour, per sample, their luminances at least `min_contrast` apart."
+    """Coloured copies (B, 3, H, W) in [-1, 1] of grey digits `x` (B, 1, H, W) in [-1, 1]: ink of a random foreground
+    colour on a random background colour, per sample, their luminances at least `min_contrast` apart."""
     luma = torch.tensor(LUMA)
     fg, bg = torch.empty(len(x), 3), torch.empty(len(x), 3)
     todo = torch.ones(len(x), dtype=torch.bool)
@@ -219,7 +233,9 @@ def colour_digits(x, generator=None, min_contrast=0.5):
     return bg + (x + 1) / 2 * (fg - bg)
 
 def digit_luminance(x, size=16, q=0.02):
-    "Grey digits (B, 1, `size`, `size`) in [-1, 1] for the digit classifier from coloured images `x` (B, 3, H, W): the luminance, averaged down to `size`, stretched per image so its `q` and 1 - `q` quantiles go to -1 and 1 (clamped), the bright side the ink (the border is background)."
+    """Grey digits (B, 1, `size`, `size`) in [-1, 1] for the digit classifier from coloured images `x` (B, 3, H, W): the
+    luminance, averaged down to `size`, stretched per image so its `q` and 1 - `q` quantiles go to -1 and 1 (clamped),
+    the bright side the ink (the border is background)."""
     y = (x.float() * torch.tensor(LUMA, device=x.device).reshape(1, 3, 1, 1)).sum(1, keepdim=True)
     if y.shape[-1] != size: y = torch.nn.functional.adaptive_avg_pool2d(y, size)
     lo, hi = (y.flatten(1).quantile(p, dim=1).reshape(-1, 1, 1, 1) for p in (q, 1 - q))
@@ -233,7 +249,8 @@ def plot_colour_digits(images, titles=None, ncols=10, scale=0.9):
     import matplotlib.pyplot as plt
     images = (images.detach().float().cpu().clamp(-1, 1) + 1) / 2
     nrows = -(-len(images) // ncols)
-    fig, axs = plt.subplots(nrows, ncols, figsize=(scale * ncols, scale * nrows * (1.25 if titles else 1)), squeeze=False)
+    fig, axs = plt.subplots(nrows, ncols, figsize=(scale * ncols, scale * nrows * (1.25 if titles else 1)),
+                            squeeze=False)
     for i, ax in enumerate(axs.flat):
         ax.axis('off')
         if i >= len(images): continue
