@@ -44,7 +44,8 @@ def cosine_schedule():
 class LinearSchedule(VPSchedule):
     "Continuous-time DDPM linear-beta schedule: log alpha_t^2 = -beta_0 t - (beta_1 - beta_0) t^2 / 2."
     def __init__(self, beta_0=0.1, beta_1=20.):
-        if not 0 <= beta_0 < beta_1: raise ValueError(f'Need 0 <= beta_0 < beta_1, got beta_0={beta_0}, beta_1={beta_1}.')
+        if not 0 <= beta_0 < beta_1:
+            raise ValueError(f'Need 0 <= beta_0 < beta_1, got beta_0={beta_0}, beta_1={beta_1}.')
         self.beta_0, self.beta_1 = beta_0, beta_1
     def log_alpha2(self, t): return -self.beta_0 * t - 0.5 * (self.beta_1 - self.beta_0) * t**2
     def t_of_log_alpha2(self, l):
@@ -61,7 +62,8 @@ class DiscreteSchedule(VPSchedule):
     def __init__(self, alphas_cumprod):
         ac = torch.as_tensor(alphas_cumprod, dtype=torch.float64).flatten()
         if ac.numel() < 2 or not bool(((ac > 0) & (ac <= 1)).all()) or not bool((ac[1:] < ac[:-1]).all()):
-            raise ValueError('`alphas_cumprod` must be a strictly decreasing sequence in (0, 1] with at least 2 entries.')
+            raise ValueError('`alphas_cumprod` must be a strictly decreasing sequence in (0, 1] with at least 2 '
+                             'entries.')
         self.num_train_timesteps = ac.numel()
         self.alphas_cumprod = ac
         self._l = torch.cat([ac.new_zeros(1), ac.log()])          # log alpha^2 at t = 0, 1/N, ..., 1
@@ -92,14 +94,16 @@ class DiscreteSchedule(VPSchedule):
     def __repr__(self): return f'DiscreteSchedule(N={self.num_train_timesteps})'
 
 def _tables(schedule, x, *names):
-    "The schedule's tables `names` on `x`'s device, copied there once: a copy at every call would make the GPU wait for the host."
+    """The schedule's tables `names` on `x`'s device, copied there once: a copy at every call would make the GPU wait
+    for the host."""
     cache = schedule.__dict__.setdefault('_on_device', {})
     for name in names:
         if (name, x.device) not in cache: cache[name, x.device] = getattr(schedule, name).to(x.device)
     return [cache[name, x.device] for name in names]
 
 def _interp(x, xp, fp):
-    "Piecewise-linear interpolation of increasing `xp` -> `fp` at `x` (clamped), in `x`'s dtype; exact at the nodes, even infinite ones."
+    """Piecewise-linear interpolation of increasing `xp` -> `fp` at `x` (clamped), in `x`'s dtype; exact at the nodes,
+    even infinite ones."""
     xd = x.double().clamp(xp[0], xp[-1])
     i = torch.searchsorted(xp, xd.contiguous(), right=True).clamp(1, len(xp) - 1)
     x0, x1, f0, f1 = xp[i - 1], xp[i], fp[i - 1], fp[i]
@@ -107,11 +111,13 @@ def _interp(x, xp, fp):
 
 # %% ../nbs/00_schedules.ipynb #e6c7227d
 class TabulatedSchedule(VPSchedule):
-    "A schedule from a table: log alpha^2 (and optionally the network's `timesteps`) at times `t` (increasing from 0 to 1), linear in between."
+    """A schedule from a table: log alpha^2 (and optionally the network's `timesteps`) at times `t` (increasing from 0
+    to 1), linear in between."""
     def __init__(self, t, log_alpha2, name='tabulated', timesteps=None):
         t, l = (torch.as_tensor(v, dtype=torch.float64).flatten() for v in (t, log_alpha2))
         if len(t) < 2 or t.shape != l.shape or t[0] != 0 or t[-1] != 1 or not bool((t[1:] > t[:-1]).all()):
-            raise ValueError('A tabulated schedule needs times `t` that increase strictly from 0 to 1, one `log_alpha2` per time.')
+            raise ValueError('A tabulated schedule needs times `t` that increase strictly from 0 to 1, one '
+                             '`log_alpha2` per time.')
         if not bool((l <= 0).all() and (l[1:] <= l[:-1]).all()):
             raise ValueError('`log_alpha2` (log alpha_t^2) must be <= 0 and must not increase with t.')
         self._t, self._l, self.name = t, l, str(name)
@@ -119,8 +125,10 @@ class TabulatedSchedule(VPSchedule):
         if self._i is not None and self._i.shape != t.shape: raise ValueError('`timesteps` needs one value per time.')
     def log_alpha2(self, t): return _interp(t, *_tables(self, t, '_t', '_l'))
     def timestep(self, t):
-        "The network's timestep input at `t`, from the table of the schedule it was saved from (a diffusers teacher's needs it)."
-        if self._i is None: raise AttributeError(f'{self!r} has no timestep table: the schedule it was saved from had no `timestep`.')
+        """The network's timestep input at `t`, from the table of the schedule it was saved from (a diffusers teacher's
+        needs it)."""
+        if self._i is None:
+            raise AttributeError(f'{self!r} has no timestep table: the schedule it was saved from had no `timestep`.')
         return _interp(t, *_tables(self, t, '_t', '_i'))
     def t_of_log_alpha2(self, l):
         t, l2 = _tables(self, l, '_t', '_l')
@@ -128,27 +136,33 @@ class TabulatedSchedule(VPSchedule):
     def __repr__(self): return f'TabulatedSchedule({self.name}, {len(self._t)} times)'
 
 def _table(schedule, times=()):
-    "`schedule` (any object with `lam(t)`) as a `TabulatedSchedule` whose nodes include `times`, in float64 and float32."
-    u = torch.logspace(-30, -1, 29 * 16 + 1, base=2, dtype=torch.float64)       # 16 nodes per halving towards either end
+    """`schedule` (any object with `lam(t)`) as a `TabulatedSchedule` whose nodes include `times`, in float64 and
+    float32."""
+    # 16 nodes per halving towards either end
+    u = torch.logspace(-30, -1, 29 * 16 + 1, base=2, dtype=torch.float64)
     x = torch.tensor([float(s) for s in times], dtype=torch.float64).clamp(0, 1)
     t = torch.cat([torch.linspace(0, 1, 2049, dtype=torch.float64), u, 1 - u, x, x.float().double()]).unique()
     name = type(schedule).__name__
     try:
         steps = torch.as_tensor(schedule.timestep(t)).double() if hasattr(schedule, 'timestep') else None
-        return TabulatedSchedule(t, torch.nn.functional.logsigmoid(2 * torch.as_tensor(schedule.lam(t)).double()), name, steps)
+        return TabulatedSchedule(t, torch.nn.functional.logsigmoid(2 * torch.as_tensor(schedule.lam(t)).double()), name,
+                                 steps)
     except Exception as e:
-        raise ValueError(f'Cannot save a {name}: tabulating log alpha^2 = log sigmoid(2 lam(t)) on float64 times failed ({e}). '
-                         'A schedule needs alpha(t), sigma(t) and lam(t), with lam decreasing in t.') from e
+        raise ValueError(f'Cannot save a {name}: tabulating log alpha^2 = log sigmoid(2 lam(t)) on float64 times '
+                         f'failed ({e}). A schedule needs alpha(t), sigma(t) and lam(t), with lam decreasing in '
+                         't.') from e
 
 def schedule_config(schedule, times=()):
-    "A JSON-able description of `schedule`: cosine, linear, discrete by their parameters, any other as a table exact at `times`."
+    """A JSON-able description of `schedule`: cosine, linear, discrete by their parameters, any other as a table exact
+    at `times`."""
     kind = type(schedule)
     if kind is CosineSchedule: return {'type': 'cosine'}
     if kind is LinearSchedule: return {'type': 'linear', 'beta_0': schedule.beta_0, 'beta_1': schedule.beta_1}
     if kind is DiscreteSchedule: return {'type': 'discrete', 'alphas_cumprod': schedule.alphas_cumprod.tolist()}
     tab = schedule if kind is TabulatedSchedule else _table(schedule, times)
     return {'type': 'tabulated', 'name': tab.name, 't': tab._t.tolist(),
-            'log_alpha2': [None if v == -math.inf else v for v in tab._l.tolist()],      # JSON has no infinity: null is alpha = 0
+            # JSON has no infinity: null is alpha = 0
+            'log_alpha2': [None if v == -math.inf else v for v in tab._l.tolist()],
             'timestep': None if tab._i is None else tab._i.tolist()}
 
 def schedule_from_config(config):
@@ -162,4 +176,5 @@ def schedule_from_config(config):
             l = [-math.inf if v is None else v for v in config['log_alpha2']]
             return TabulatedSchedule(config['t'], l, config.get('name', kind), config.get('timestep'))
     except (KeyError, TypeError) as e: raise ValueError(f'Bad {kind} schedule config: {e!r}.') from e
-    raise ValueError(f'Unknown schedule {str(config)[:80]}: expected a config of type cosine, linear, discrete or tabulated.')
+    raise ValueError(f'Unknown schedule {str(config)[:80]}: expected a config of type cosine, linear, discrete or '
+                     'tabulated.')

@@ -15,14 +15,16 @@ from .plots import ShownFigure, as_images, image_grid
 # %% ../nbs/10_explore.ipynb #2529f290
 @torch.no_grad()
 def signal_paths(teacher, noise, student=None, steps=40, cond=None):
-    "The teacher's DDIM path from `noise`: times t, x_t, its signal y_t, the prediction f(x_t, t) and the student's y_theta(noise, t)."
+    """The teacher's DDIM path from `noise`: times t, x_t, its signal y_t, the prediction f(x_t, t) and the student's
+    y_theta(noise, t)."""
     t_lo = getattr(student, 't_min', 1e-3)
     ts = time_grid(teacher.schedule, steps, 1., t_lo)
     _, x = ddim_sample(teacher, noise, steps, cond, t_min=t_lo, trajectory=True)
     _, y = ddim_signal_sample(teacher, noise, steps, cond, t_min=t_lo, trajectory=True)
     n = len(noise)
     f = torch.stack([teacher(x_t, t.expand(n).to(noise.device), cond) for x_t, t in zip(x, ts)])
-    if float(teacher.schedule.alpha(ts[0].double())) == 0: y[0] = f[0]    # eq. (2) is 0/0 at alpha = 0: its limit, f(eps, 1)
+    # eq. (2) is 0/0 at alpha = 0: its limit, f(eps, 1)
+    if float(teacher.schedule.alpha(ts[0].double())) == 0: y[0] = f[0]
     out = {'t': ts, 'x': x, 'y': y, 'f': f, 'student': None}
     if student is not None:
         lo, hi = student.t_min, getattr(student, 't_max', 1.)
@@ -30,31 +32,36 @@ def signal_paths(teacher, noise, student=None, steps=40, cond=None):
     return out
 
 # %% ../nbs/10_explore.ipynb #b0626216
-_PATH_KEYS = {'x': r'$\mathbf{x}_t$', 'y': r'$\mathbf{y}_t$ (teacher)', 'f': r'$\mathbf{f}(\mathbf{x}_t, t)$', 'student': r'$\mathbf{y}_\theta(\epsilon, t)$'}
+_PATH_KEYS = {'x': r'$\mathbf{x}_t$', 'y': r'$\mathbf{y}_t$ (teacher)', 'f': r'$\mathbf{f}(\mathbf{x}_t, t)$',
+              'student': r'$\mathbf{y}_\theta(\epsilon, t)$'}
 
 def _nearest(ts, t):
     "The index of the grid time closest to `t`."
     return int((ts - t).abs().argmin())
 
 def draw_signal_paths(paths, times, data=None, teacher=None, n_images=8):
-    "One panel per time in `times` (nearest grid time): 2-D points and paths, or rows of images (needs `teacher` for decoding)."
+    """One panel per time in `times` (nearest grid time): 2-D points and paths, or rows of images (needs `teacher` for
+    decoding)."""
     keys = [k for k in _PATH_KEYS if paths[k] is not None]
     image = paths['x'].ndim == 5
-    fig = ShownFigure(figsize=(3.4 * len(times), 3.6) if not image else (0.5 + 0.5 * n_images * len(times), 0.7 + 0.55 * len(keys)))
+    fig = ShownFigure(figsize=(3.4 * len(times), 3.6) if not image
+                      else (0.5 + 0.5 * n_images * len(times), 0.7 + 0.55 * len(keys)))
     axs = fig.subplots(1, len(times), squeeze=False)[0]
     for ax, t in zip(axs, times):
         i = _nearest(paths['t'], t)
         ax.set_title(f't = {paths["t"][i]:.3f}')
         if image:
-            ax.imshow(torch.cat([image_grid(as_images(paths[k][i][:n_images], teacher), nrow=n_images) for k in keys]).numpy())
+            ax.imshow(torch.cat([image_grid(as_images(paths[k][i][:n_images], teacher), nrow=n_images)
+                                 for k in keys]).numpy())
             h = ax.get_images()[0].get_array().shape[0] / len(keys)
-            ax.set_yticks([(j + 0.5) * h for j in range(len(keys))] if ax is axs[0] else [], [_PATH_KEYS[k] for k in keys] if ax is axs[0] else [])
+            ax.set_yticks([(j + 0.5) * h for j in range(len(keys))] if ax is axs[0] else [],
+                          [_PATH_KEYS[k] for k in keys] if ax is axs[0] else [])
             ax.set_xticks([])
             continue
         if data is not None: ax.scatter(*data.T.cpu(), s=2, c='lightgray')
         for p in paths['y'].transpose(0, 1).cpu(): ax.plot(*p.T, '-', c='tab:orange', lw=0.6, alpha=0.5)
-        for k, style in zip(keys, [dict(c='tab:blue', marker='.'), dict(c='tab:orange', marker='o'), dict(c='tab:green', marker='x'),
-                                   dict(c='tab:red', marker='+')]):
+        for k, style in zip(keys, [dict(c='tab:blue', marker='.'), dict(c='tab:orange', marker='o'),
+                                   dict(c='tab:green', marker='x'), dict(c='tab:red', marker='+')]):
             ax.scatter(*paths[k][i].cpu().T, s=18, label=_PATH_KEYS[k], **style)
         ax.set_aspect('equal')
     if not image: axs[0].legend(fontsize=7, loc='lower left')
@@ -65,7 +72,8 @@ def signal_path_explorer(paths, data=None, teacher=None):
     "A slider over the grid's times showing `draw_signal_paths` at that time."
     import ipywidgets as widgets
     ts = paths['t'].tolist()
-    slider = widgets.SelectionSlider(options=[(f'{t:.3f}', t) for t in ts], value=ts[len(ts) // 2], description='t', continuous_update=False)
+    slider = widgets.SelectionSlider(options=[(f'{t:.3f}', t) for t in ts], value=ts[len(ts) // 2], description='t',
+                                     continuous_update=False)
     return widgets.interactive(lambda t: draw_signal_paths(paths, [t], data, teacher), t=slider)
 
 # %% ../nbs/10_explore.ipynb #6d8bdd2d
@@ -75,7 +83,8 @@ def _rms(a, b):
 
 @torch.no_grad()
 def nfe_samples(teacher, student, noise, cond=None, ks=(1, 2, 4, 8, 16, 32), ref_steps=100):
-    "DDIM-k samples of `teacher` for each k, the one-step `student`'s, a DDIM-`ref_steps` reference, and each one's error to it."
+    """DDIM-k samples of `teacher` for each k, the one-step `student`'s, a DDIM-`ref_steps` reference, and each one's
+    error to it."""
     ref = ddim_sample(teacher, noise, ref_steps, cond)
     ddim = {k: ddim_sample(teacher, noise, k, cond) for k in ks}
     one = one_step_sample(student, noise, cond)
@@ -94,11 +103,15 @@ def draw_nfe(samples, k, teacher=None):
     fig = ShownFigure(figsize=(11, 3.6))
     a, b, c = fig.subplots(1, 3)
     ref = samples['ref'].cpu()
-    lims = None if ref.ndim == 4 else [(float(ref[:, 0].min()) - 0.5, float(ref[:, 0].max()) + 0.5), (float(ref[:, 1].min()) - 0.5, float(ref[:, 1].max()) + 0.5)]
-    _show(a, samples['ddim'][k], teacher, lims); a.set_title(f'teacher: DDIM, {k} steps ({k} NFE)\nerror {samples["error"][k]:.3f}')
-    _show(b, samples['student'], teacher, lims); b.set_title(f'student: 1 step (1 NFE)\nerror {samples["student_error"]:.3f}')
+    lims = None if ref.ndim == 4 else [(float(ref[:, 0].min()) - 0.5, float(ref[:, 0].max()) + 0.5),
+                                       (float(ref[:, 1].min()) - 0.5, float(ref[:, 1].max()) + 0.5)]
+    _show(a, samples['ddim'][k], teacher, lims)
+    a.set_title(f'teacher: DDIM, {k} steps ({k} NFE)\nerror {samples["error"][k]:.3f}')
+    _show(b, samples['student'], teacher, lims)
+    b.set_title(f'student: 1 step (1 NFE)\nerror {samples["student_error"]:.3f}')
     ks, errs = list(samples['error']), list(samples['error'].values())
-    c.loglog(ks, errs, 'o-', label='teacher, DDIM-k'); c.loglog([1], [samples['student_error']], 'r*', ms=12, label='student, 1 step')
+    c.loglog(ks, errs, 'o-', label='teacher, DDIM-k')
+    c.loglog([1], [samples['student_error']], 'r*', ms=12, label='student, 1 step')
     c.loglog([k], [samples['error'][k]], 'o', mfc='none', mec='k', ms=12)
     c.set(xlabel='NFE', ylabel=f'RMS error to DDIM-{samples["ref_steps"]}'); c.legend(fontsize=8)
     fig.tight_layout()
@@ -109,7 +122,8 @@ def nfe_explorer(samples, teacher=None):
     import ipywidgets as widgets
     ks = list(samples['ddim'])
     return widgets.interactive(lambda k: draw_nfe(samples, k, teacher),
-                               k=widgets.SelectionSlider(options=ks, value=ks[0], description='DDIM steps', continuous_update=False))
+                               k=widgets.SelectionSlider(options=ks, value=ks[0], description='DDIM steps',
+                                                         continuous_update=False))
 
 # %% ../nbs/10_explore.ipynb #7b1c894b
 @torch.no_grad()
