@@ -15,26 +15,31 @@ from .schedules import cosine_schedule
 # %% ../nbs/01_exact_teachers.ipynb #d7d38d0f
 @runtime_checkable
 class Schedule(Protocol):
-    "A noise schedule: alpha_t, sigma_t and lambda_t = log(alpha_t / sigma_t) (half the log-SNR) of a float tensor of times in [0, 1]."
+    """A noise schedule: alpha_t, sigma_t and lambda_t = log(alpha_t / sigma_t) (half the log-SNR) of a float tensor of
+    times in [0, 1]."""
     def alpha(self, t: torch.Tensor) -> torch.Tensor: ...
     def sigma(self, t: torch.Tensor) -> torch.Tensor: ...
     def lam(self, t: torch.Tensor) -> torch.Tensor: ...
 
 @runtime_checkable
 class Teacher(Protocol):
-    """A teacher: `schedule`, `sample_shape` and `teacher(x_t, t, cond=None)`, the x0 prediction f_phi(x_t, t, c) of x_t's shape.
+    """A teacher: `schedule`, `sample_shape` and `teacher(x_t, t, cond=None)`, the x0 prediction f_phi(x_t, t, c) of
+    x_t's shape.
 
     Optional members, read where a teacher has them:
 
-    - `net` (an `nn.Module`) and `predict(net, x_t, t, cond, postprocess=True, **kw)`: the network a student is copied from, and how
-      its output becomes x0 (`boot_nb.teachers.DiffusersTeacher`); without them `distill` needs a `student`;
+    - `net` (an `nn.Module`) and `predict(net, x_t, t, cond, postprocess=True, **kw)`: the network a student is copied
+      from, and how its output becomes x0 (`boot_nb.teachers.DiffusersTeacher`); without them `distill` needs a
+      `student`;
     - `prediction_type` ('epsilon', 'v_prediction', 'sample'): how a copy's output is read (eq. (S) of `07_student`);
     - `postprocess(x0)`: clipping or thresholding of x0, applied after guidance (`GuidedTeacher`);
-    - `cond_kind` ('label', 'text' or None) or `labels` (a labelled exact mixture): what `cond` it takes; neither: unconditional;
+    - `cond_kind` ('label', 'text' or None) or `labels` (a labelled exact mixture): what `cond` it takes; neither:
+      unconditional;
     - `prompts`: a text teacher's prompt encoder (its negative prompt is the unconditional condition);
     - `decode(z)` and `vae`: a latent teacher's decoder, for figures and image-space losses;
     - `sample(n, generator)`: samples of the data (exact teachers), for the distribution distances;
-    - `info` (a teacher folder's `boot_nb.json`) and `null_class`: shipped prompts, guidance weights, the unconditional class;
+    - `info` (a teacher folder's `boot_nb.json`) and `null_class`: shipped prompts, guidance weights, the unconditional
+      class;
     - `teacher`: the teacher a wrapper holds (`GuidedTeacher`), which a checkpoint's fingerprint looks through.
     """
     schedule: Schedule
@@ -56,7 +61,8 @@ class GaussianMixtureTeacher:
         self.sample_shape = tuple(means.shape[1:])
         self.means, self.std, self.log_w = means.flatten(1), std, (weights / weights.sum()).log()
         self.labels = None if labels is None else torch.as_tensor(labels, dtype=torch.long)
-        if self.labels is not None and self.labels.shape != (K,): raise ValueError('`labels` needs one label per component.')
+        if self.labels is not None and self.labels.shape != (K,):
+            raise ValueError('`labels` needs one label per component.')
         self.schedule = cosine_schedule() if schedule is None else schedule
 
     def _posterior(self, x, t, cond):
@@ -64,14 +70,16 @@ class GaussianMixtureTeacher:
         mu, s2 = self.means.to(x), self.std.to(x)**2
         a, sig = self.schedule.alpha(t).to(x)[:, None], self.schedule.sigma(t).to(x)[:, None]
         v = (a**2 * s2 + sig**2).clamp_min(torch.finfo(x.dtype).tiny)                     # (B, K)
-        # squared distances ||x_t - alpha mu_k||^2, (B, K), by a fused kernel (no (B, K, D) square); not by matmul, which cancels
+        # squared distances ||x_t - alpha mu_k||^2, (B, K), by a fused kernel (no (B, K, D) square); not by matmul,
+        # which cancels
         d2 = torch.cdist(x[:, None], a[:, :, None] * mu[None], compute_mode='donot_use_mm_for_euclid_dist')[:, 0] ** 2
         logits = self.log_w.to(x) - 0.5 * x.shape[1] * v.log() - 0.5 * d2 / v
         if cond is not None:
             if self.labels is None: raise ValueError('This mixture has no labels; call it with cond=None.')
             cond = torch.as_tensor(cond, device=x.device).long().reshape(-1).expand(len(x))
             keep = (self.labels.to(x.device)[None] == cond[:, None]) | (cond[:, None] < 0)
-            if not bool(keep.any(1).all()): raise ValueError(f'Unknown label in cond; labels are {self.labels.unique().tolist()}.')
+            if not bool(keep.any(1).all()):
+                raise ValueError(f'Unknown label in cond; labels are {self.labels.unique().tolist()}.')
             logits = logits.masked_fill(~keep, -math.inf)
         return v, logits
 

@@ -19,7 +19,8 @@ def per_sample(v, x):
     return v.to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
 
 def _at(fn, t, x):
-    "Schedule function `fn` (e.g. `alpha`) at times `t` (B,), computed in float64 (float32 on MPS), shaped to broadcast against `x`."
+    """Schedule function `fn` (e.g. `alpha`) at times `t` (B,), computed in float64 (float32 on MPS), shaped to
+    broadcast against `x`."""
     return per_sample(fn(t.to(_fdtype(t.device))), x)
 
 def ddim_step(schedule, x_t, f_t, t, s):
@@ -35,17 +36,21 @@ def ddim_ratio(schedule, t, s):
 
 # %% ../nbs/02_signal_ode.ipynb #786020c0
 def heun_coef(r):
-    "Eq. (5): c = 1 + r / log(1 - r), the weight of f_s - f_t in the second-order step (c -> r/2 as r -> 0, c = 1 at r = 1)."
+    """Eq. (5): c = 1 + r / log(1 - r), the weight of f_s - f_t in the second-order step (c -> r/2 as r -> 0, c = 1 at
+    r = 1)."""
     return torch.where(r > 0, 1 + r / torch.log1p(-r), torch.zeros_like(r))   # its limit at r = 0 (s = t), not 0/0
 
 # %% ../nbs/02_signal_ode.ipynb #1358bc26
 class StepCoefs:
-    "The schedule's coefficients of a step t -> s, (B,) each: alpha, sigma at t and s, r and Heun's c in `dtype`, and r in float64."
+    """The schedule's coefficients of a step t -> s, (B,) each: alpha, sigma at t and s, r and Heun's c in `dtype`, and
+    r in float64."""
     def __init__(self, a_t, s_t, a_s, s_s, r, c, r64, second):
-        self.a_t, self.s_t, self.a_s, self.s_s, self.r, self.c, self.r64, self.second = a_t, s_t, a_s, s_s, r, c, r64, second
+        self.a_t, self.s_t, self.a_s, self.s_s, self.r, self.c, self.r64, self.second = (a_t, s_t, a_s, s_s, r, c, r64,
+                                                                                         second)
 
 def step_coefs(schedule, t, s, dtype=torch.float32, second=None):
-    "Coefficients of the steps t -> s (B,), computed once in float64 (MPS: float32). `second`: does any sample need Heun's second call (None: ask)."
+    """Coefficients of the steps t -> s (B,), computed once in float64 (MPS: float32). `second`: does any sample need
+    Heun's second call (None: ask)."""
     hi = _fdtype(t.device)
     t, s = t.to(hi), s.to(hi)
     a_t, s_t, a_s, s_s = schedule.alpha(t), schedule.sigma(t), schedule.alpha(s), schedule.sigma(s)
@@ -54,7 +59,8 @@ def step_coefs(schedule, t, s, dtype=torch.float32, second=None):
     return StepCoefs(*(v.to(dtype) for v in (a_t, s_t, a_s, s_s, r, c)), r, second)
 
 def signal_step(teacher, y_t, eps, t, s, cond=None, solver='ddim', f_t=None, coefs=None):
-    "One step of the signal-ODE from `t` to `s` (B,): DDIM, eq. (3), or Heun, eq. (5). `f_t` reuses a teacher call, `coefs` a `step_coefs`."
+    """One step of the signal-ODE from `t` to `s` (B,): DDIM, eq. (3), or Heun, eq. (5). `f_t` reuses a teacher call,
+    `coefs` a `step_coefs`."""
     if solver not in ('ddim', 'heun'): raise ValueError(f"solver must be 'ddim' or 'heun', got {solver!r}.")
     k = step_coefs(teacher.schedule, t, s, y_t.dtype) if coefs is None else coefs
     if f_t is None: f_t = teacher(per_sample(k.a_t, y_t) * y_t + per_sample(k.s_t, y_t) * eps, t, cond)
@@ -67,15 +73,18 @@ def signal_step(teacher, y_t, eps, t, s, cond=None, solver='ddim', f_t=None, coe
 # %% ../nbs/02_signal_ode.ipynb #1c32965c
 def time_grid(schedule, steps, t_max=1., t_min=0.):
     "`steps + 1` decreasing times from `t_max` to `t_min`: the schedule's own `grid` if it has one, else evenly spaced."
-    if not (isinstance(steps, int) and steps >= 1): raise ValueError(f'`steps` must be a positive integer, got {steps!r}.')
+    if not (isinstance(steps, int) and steps >= 1):
+        raise ValueError(f'`steps` must be a positive integer, got {steps!r}.')
     if not 0 <= t_min < t_max <= 1: raise ValueError(f'Need 0 <= t_min < t_max <= 1, got t_min={t_min}, t_max={t_max}.')
     grid = getattr(schedule, 'grid', None)
     return grid(steps, t_max, t_min) if grid else torch.linspace(t_max, t_min, steps + 1)
 
 def _check_noise(model, noise, what='teacher'):
-    "A clear error for noise that is not a tensor (batch, *model.sample_shape); a model without `sample_shape` is not checked."
+    """A clear error for noise that is not a tensor (batch, *model.sample_shape); a model without `sample_shape` is not
+    checked."""
     shape = getattr(model, 'sample_shape', None)
-    if not isinstance(noise, torch.Tensor): raise TypeError(f'noise must be a tensor (batch, *{what}.sample_shape), got {type(noise).__name__}.')
+    if not isinstance(noise, torch.Tensor):
+        raise TypeError(f'noise must be a tensor (batch, *{what}.sample_shape), got {type(noise).__name__}.')
     if shape is not None and tuple(noise.shape[1:]) != tuple(shape):
         raise ValueError(f'noise has shape {tuple(noise.shape)} but the {what} makes samples of shape '
                          f'{tuple(shape)}: pass noise of shape (batch, *{what}.sample_shape).')
@@ -103,7 +112,8 @@ def _signal_sample(teacher, noise, steps, cond, t_max, t_min, trajectory, solver
     path = [y]
     for t, s, last in zip(ts[:-1], ts[1:], on_data[1:]):
         tb, sb = t.expand(n), s.expand(n)
-        y = signal_step(teacher, y, noise, tb, sb, cond, solver, coefs=step_coefs(sch, tb, sb, y.dtype, second=not last))
+        y = signal_step(teacher, y, noise, tb, sb, cond, solver,
+                        coefs=step_coefs(sch, tb, sb, y.dtype, second=not last))
         path.append(y)
     # Return x_{t_min} = alpha y + sigma eps (= y on the data) so every sampler returns the same quantity.
     tn = ts[-1].expand(n)
@@ -136,7 +146,8 @@ def plot_signal_paths(teacher, noise, steps=50, data=None, cond=None):
     _, xs = ddim_sample(teacher, noise, steps, cond, trajectory=True)
     _, ys = ddim_signal_sample(teacher, noise, steps, cond, trajectory=True)
     t1 = torch.ones(len(noise), dtype=noise.dtype, device=noise.device)
-    if float(teacher.schedule.alpha(t1[:1].double())) == 0: ys[0] = teacher(noise, t1, cond)   # eq. (2) is 0/0 there: its limit f(eps, 1)
+    # eq. (2) is 0/0 there: its limit f(eps, 1)
+    if float(teacher.schedule.alpha(t1[:1].double())) == 0: ys[0] = teacher(noise, t1, cond)
     fig, axs = plt.subplots(1, 2, figsize=(9, 4.2), sharex=True, sharey=True)
     for ax, path, name in zip(axs, [xs, ys], [r'x-space: $\mathbf{x}_t$', r'signal space: $\mathbf{y}_t$']):
         if data is not None: ax.scatter(*data.T.cpu(), s=2, c='lightgray')
