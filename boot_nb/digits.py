@@ -18,21 +18,24 @@ from .exact import digits
 
 # %% ../nbs/04a_digits.ipynb #c943189c
 class DigitClassifier(nn.Module):
-    "A small CNN for (B, 1, H, W) digits in [-1, 1]: conv blocks, a `n_features`-d feature layer (before its ReLU), 10 logits."
+    """A small CNN for (B, 1, H, W) digits in [-1, 1]: conv blocks, a `n_features`-d feature layer (before its ReLU), 10
+    logits."""
     def __init__(self, size=16, width=32, n_features=64):
         super().__init__()
         self.config = dict(size=size, width=width, n_features=n_features)
         self.body = nn.Sequential(
-            nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2), nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
             nn.Linear(2 * width * (size // 4) ** 2, n_features))
         self.head = nn.Sequential(nn.ReLU(), nn.Dropout(0.3), nn.Linear(n_features, 10))
 
     def prepare(self, images):
-        "Images as the network expects them: resized to `size` x `size` (bilinear), clipped to [-1, 1], its dtype and device."
+        """Images as the network expects them: resized to `size` x `size` (bilinear), clipped to [-1, 1], its dtype and
+        device."""
         p = next(self.parameters())
         x = images.to(device=p.device, dtype=p.dtype)
-        if x.ndim != 4 or x.shape[1] != 1: raise ValueError(f'Expected images of shape (B, 1, H, W), got {tuple(x.shape)}.')
+        if x.ndim != 4 or x.shape[1] != 1:
+            raise ValueError(f'Expected images of shape (B, 1, H, W), got {tuple(x.shape)}.')
         s = self.config['size']
         if x.shape[-2:] != (s, s): x = F.interpolate(x, size=(s, s), mode='bilinear', align_corners=False)
         return x.clamp(-1, 1)
@@ -50,14 +53,17 @@ def digit_split(size=16, test_size=0.2, seed=0):
 
 # %% ../nbs/04a_digits.ipynb #93f221c4
 def _blend(x, y, p, g):
-    "Mixup on a fraction `p` of the batch: (lam x + (1 - lam) x[j], lam y + (1 - lam) y[j]), lam ~ U(0.2, 0.8); y one-hot."
+    """Mixup on a fraction `p` of the batch: (lam x + (1 - lam) x[j], lam y + (1 - lam) y[j]), lam ~ U(0.2, 0.8); y
+    one-hot."""
     n = len(x)
     j, lam = torch.randperm(n, generator=g), torch.rand(n, generator=g) * 0.6 + 0.2
     lam = torch.where(torch.rand(n, generator=g) < p, lam, torch.ones(n))
-    return lam[:, None, None, None] * x + (1 - lam[:, None, None, None]) * x[j], lam[:, None] * y + (1 - lam[:, None]) * y[j]
+    return (lam[:, None, None, None] * x + (1 - lam[:, None, None, None]) * x[j], lam[:, None] * y +
+            (1 - lam[:, None]) * y[j])
 
 def train_digit_classifier(epochs=30, batch_size=64, lr=2e-3, blend=0.25, seed=0, size=16, log=print):
-    "Train a `DigitClassifier` on `digit_split`'s training digits, a fraction `blend` of them mixed up; returns it in eval mode."
+    """Train a `DigitClassifier` on `digit_split`'s training digits, a fraction `blend` of them mixed up; returns it in
+    eval mode."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     (x, y), _ = digit_split(size)
@@ -69,7 +75,8 @@ def train_digit_classifier(epochs=30, batch_size=64, lr=2e-3, blend=0.25, seed=0
     for step in range(steps):
         idx = torch.randint(len(x), (batch_size,), generator=g)
         dx, dy = torch.randint(-1, 2, (2,), generator=g).tolist()
-        xb = torch.roll(x[idx], shifts=(dy, dx), dims=(2, 3))      # the borders are background (-1), so rolling is a shift
+        # the borders are background (-1), so rolling is a shift
+        xb = torch.roll(x[idx], shifts=(dy, dx), dims=(2, 3))
         xb, yb = _blend(xb, F.one_hot(y[idx], 10).float(), blend, g)
         loss = F.cross_entropy(model(xb), yb)
         opt.zero_grad(); loss.backward(); opt.step(); sched.step()
@@ -115,7 +122,8 @@ def digit_features(images, classifier=None):
 
 # %% ../nbs/04a_digits.ipynb #0af4cdcb
 def digit_scores(images, labels=None, classifier=None, threshold=0.9):
-    "{'confident': fraction classified with confidence > `threshold`, 'correct': fraction classified as `labels` (if given)}."
+    """{'confident': fraction classified with confidence > `threshold`, 'correct': fraction classified as `labels` (if
+    given)}."""
     pred, conf = classify(images, classifier)
     scores = {'confident': (conf > threshold).float().mean().item()}
     if labels is not None: scores['correct'] = (pred.cpu() == torch.as_tensor(labels).cpu()).float().mean().item()
@@ -127,7 +135,8 @@ def plot_digits(images, titles=None, ncols=10, scale=0.9):
     import matplotlib.pyplot as plt
     images = images.detach().float().cpu().clamp(-1, 1)
     nrows = -(-len(images) // ncols)
-    fig, axs = plt.subplots(nrows, ncols, figsize=(scale * ncols, scale * nrows * (1.25 if titles else 1)), squeeze=False)
+    fig, axs = plt.subplots(nrows, ncols, figsize=(scale * ncols, scale * nrows * (1.25 if titles else 1)),
+                            squeeze=False)
     for i, ax in enumerate(axs.flat):
         ax.axis('off')
         if i >= len(images): continue

@@ -36,17 +36,19 @@ def check_torch_pair():
     except (ImportError, RuntimeError, OSError, AttributeError) as e:      # each has the same fix
         found = _version('torchvision')
         cause = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ImportError(f'torch {torch.__version__} and torchvision {found or "(not installed)"} do not work together ({cause}). '
-                          f'Install them as a pair, from one index: {pair_command(torch.__version__)} '
-                          '(with a CUDA GPU, or where that index is unreachable, leave out --index-url: PyPI\'s pair, a CUDA build '
-                          'of several GB).') from None
+        raise ImportError(f'torch {torch.__version__} and torchvision {found or "(not installed)"} do not work '
+                          f'together ({cause}). Install them as a pair, from one index: '
+                          f'{pair_command(torch.__version__)} (with a CUDA GPU, or where that index is unreachable, '
+                          'leave out --index-url: PyPI\'s pair, a CUDA build of several GB).') from None
 
 def run_by_the_command():
     "Whether this process is the `boot-nb` command: its console script, or `python -m boot_nb.cli`."
-    return os.path.splitext(os.path.basename(sys.argv[0]))[0] == 'boot-nb' or getattr(sys, 'orig_argv', [])[1:3] == ['-m', 'boot_nb.cli']
+    return (os.path.splitext(os.path.basename(sys.argv[0]))[0] == 'boot-nb'
+            or getattr(sys, 'orig_argv', [])[1:3] == ['-m', 'boot_nb.cli'])
 
 def guard():
-    "`check_torch_pair`, run by `import boot_nb` and by each `boot-nb` job; in the command its error is one line and exit 1."
+    """`check_torch_pair`, run by `import boot_nb` and by each `boot-nb` job; in the command its error is one line and
+    exit 1."""
     try: check_torch_pair()
     except ImportError as e:
         if run_by_the_command(): raise SystemExit(f'boot-nb: {e}') from None

@@ -12,20 +12,23 @@ from matplotlib.figure import Figure
 
 # %% ../nbs/00c_plots.ipynb #7f39ae50
 class ShownFigure(Figure):
-    "A matplotlib Figure made without pyplot (training never touches the notebook's plots) that Jupyter and Colab still show."
+    """A matplotlib Figure made without pyplot (training never touches the notebook's plots) that Jupyter and Colab
+    still show."""
     def _repr_png_(self):
         buf = io.BytesIO()
         self.savefig(buf, format='png', dpi=100)
         return buf.getvalue()
 
 def as_images(x, teacher):
-    "Samples `x` (B, C, H, W) in [-1, 1], decoded first for a latent teacher, as RGB images (B, H, W, 3) in [0, 1] for a figure."
+    """Samples `x` (B, C, H, W) in [-1, 1], decoded first for a latent teacher, as RGB images (B, H, W, 3) in [0, 1] for
+    a figure."""
     if hasattr(teacher, 'decode'): x = teacher.decode(x)
     x = x.detach().float().cpu().clamp(-1, 1)
     return (x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x[:, :3]).permute(0, 2, 3, 1) / 2 + 0.5
 
 def image_grid(images, nrow=None, pad=1):
-    "A grid (H, W, 3) of `images` (B, h, w, 3) in [0, 1], `nrow` to a row (default: as square as it gets), `pad` white pixels apart: torchvision's `make_grid`."
+    """A grid (H, W, 3) of `images` (B, h, w, 3) in [0, 1], `nrow` to a row (default: as square as it gets), `pad` white
+    pixels apart: torchvision's `make_grid`."""
     from torchvision.utils import make_grid
     nrow = nrow or math.ceil(math.sqrt(len(images)))
     return make_grid(images.permute(0, 3, 1, 2), nrow=nrow, padding=pad, pad_value=1.).permute(1, 2, 0)
