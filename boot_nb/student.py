@@ -21,20 +21,23 @@ class MLPStudent(nn.Module):
     "A residual MLP student y(eps, t, cond) for exact teachers: Fourier features of t, an optional label embedding."
     def __init__(self, sample_shape, hidden=256, depth=4, num_classes=None, freqs=16):
         super().__init__()
-        self.config = dict(sample_shape=list(sample_shape), hidden=hidden, depth=depth, num_classes=num_classes, freqs=freqs)
+        self.config = dict(sample_shape=list(sample_shape), hidden=hidden, depth=depth, num_classes=num_classes,
+                           freqs=freqs)
         self.sample_shape, dim = tuple(sample_shape), math.prod(sample_shape)
         self.register_buffer('k', 2 * math.pi * torch.logspace(0, 6, freqs, base=2), persistent=False)
         self.time = nn.Sequential(nn.Linear(2 * freqs, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
         self.label = None if num_classes is None else nn.Embedding(num_classes + 1, hidden)   # last row: unconditional
         self.inp = nn.Linear(dim, hidden)
-        self.blocks = nn.ModuleList(nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+        self.blocks = nn.ModuleList(nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+                                                  nn.Linear(hidden, hidden))
                                     for _ in range(depth))
         self.out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, dim))
         nn.init.zeros_(self.out[1].weight); nn.init.zeros_(self.out[1].bias)
 
     @staticmethod
     def parameter_count(sample_shape, hidden=256, depth=4, num_classes=None, freqs=16):
-        "How many parameters `MLPStudent(...)` of these arguments has, counted without making it (a config read from a file is bounded)."
+        """How many parameters `MLPStudent(...)` of these arguments has, counted without making it (a config read from
+        a file is bounded)."""
         dim, h = math.prod(sample_shape), hidden
         return (2 * freqs + 1) * h + h * h + h + (0 if num_classes is None else (num_classes + 1) * h) + (dim + 1) * h \
                + 2 * depth * (h * h + h) + (h + 1) * dim
@@ -53,26 +56,31 @@ class MLPStudent(nn.Module):
 _FP32_CLASSES = {}
 
 def fp32_time_embedding(net):
-    """Run `net.time_embedding` (diffusers UNets' timestep MLP), if it has one, in float32 with autocast off: under bf16 its
-    features of t keep 8 bits of mantissa, a cause of collapse sCM and DMD2 users report. Weights and state-dict keys unchanged."""
+    """Run `net.time_embedding` (diffusers UNets' timestep MLP), if it has one, in float32 with autocast off: under
+    bf16 its features of t keep 8 bits of mantissa, a cause of collapse sCM and DMD2 users report. Weights and
+    state-dict keys unchanged."""
     emb = getattr(net, 'time_embedding', None)
     if not isinstance(emb, nn.Module) or type(emb) in _FP32_CLASSES.values(): return net
     cls = type(emb)
     if cls not in _FP32_CLASSES:
         def forward(self, sample, *args, **kwargs):
-            dtype = next(self.parameters()).dtype        # float32 (or what the weights are, e.g. float64), never autocast's
+            dtype = next(self.parameters()).dtype    # float32 (or what the weights are, e.g. float64), never autocast's
             with torch.autocast(sample.device.type, enabled=False):
-                return cls.forward(self, sample.to(dtype), *(a.to(dtype) if torch.is_tensor(a) else a for a in args), **kwargs)
-        _FP32_CLASSES[cls] = type(f'FP32{cls.__name__}', (cls,), {'forward': forward, '__doc__': f'{cls.__name__} in float32.'})
+                return cls.forward(self, sample.to(dtype), *(a.to(dtype) if torch.is_tensor(a) else a for a in args),
+                                   **kwargs)
+        _FP32_CLASSES[cls] = type(f'FP32{cls.__name__}', (cls,),
+                                  {'forward': forward, '__doc__': f'{cls.__name__} in float32.'})
     emb.__class__ = _FP32_CLASSES[cls]
     return net
 
 class BOOTStudent(nn.Module):
-    "A one-step student: `net` run directly or through a teacher's `predict(net, eps, t, cond)`, plus what sampling needs."
-    def __init__(self, net, *, schedule, sample_shape, t_min, t_max=1., predict=None, predict_kwargs=None, cond_kind=None,
-                 guidance=None):
+    """A one-step student: `net` run directly or through a teacher's `predict(net, eps, t, cond)`, plus what sampling
+    needs."""
+    def __init__(self, net, *, schedule, sample_shape, t_min, t_max=1., predict=None, predict_kwargs=None,
+                 cond_kind=None, guidance=None):
         super().__init__()
-        self.net, self.predict = fp32_time_embedding(net), predict      # `predict`: a plain attribute, its teacher is not saved
+        # `predict`: a plain attribute, its teacher is not saved
+        self.net, self.predict = fp32_time_embedding(net), predict
         self.predict_kwargs = dict(predict_kwargs or {})
         self.schedule, self.sample_shape = schedule, tuple(sample_shape)
         self.t_min, self.t_max, self.cond_kind, self.guidance = float(t_min), float(t_max), cond_kind, guidance
@@ -80,22 +88,25 @@ class BOOTStudent(nn.Module):
     def forward(self, eps, t, cond=None):
         "The signal y_theta(eps, t, cond), same shape as `eps`; `t` a float tensor (B,) or a number."
         t = torch.as_tensor(t, device=eps.device).float().expand(len(eps))
-        return self.net(eps, t, cond) if self.predict is None else self.predict(self.net, eps, t, cond, **self.predict_kwargs)
+        return (self.net(eps, t, cond) if self.predict is None
+                else self.predict(self.net, eps, t, cond, **self.predict_kwargs))
 
     def extra_repr(self):
-        return (f't_min={self.t_min}, t_max={self.t_max}, schedule={self.schedule!r}, sample_shape={self.sample_shape}, '
-                f'cond_kind={self.cond_kind!r}, guidance={self.guidance}')
+        return (f't_min={self.t_min}, t_max={self.t_max}, schedule={self.schedule!r}, '
+                f'sample_shape={self.sample_shape}, cond_kind={self.cond_kind!r}, guidance={self.guidance}')
 
 # %% ../nbs/07_student.ipynb #5a6d590e
 MAX_GAIN, MIN_GAIN = 10., 1.
 
 def copy_gain(schedule, prediction_type, t):
-    "|c_out(t)| of eq. (1): how far x0 moves per unit of the network's output when converted with the coefficients of time `t`."
+    """|c_out(t)| of eq. (1): how far x0 moves per unit of the network's output when converted with the coefficients
+    of time `t`."""
     t = torch.as_tensor(t, dtype=torch.float64)
     return output_coefficients(schedule.alpha(t), schedule.sigma(t), prediction_type)[1].abs()
 
 def _crossing(schedule, prediction_type, gain):
-    "The time where `copy_gain` reaches `gain` (bisection: the gain grows with t), or None if it stays below `gain` up to t = 1."
+    """The time where `copy_gain` reaches `gain` (bisection: the gain grows with t), or None if it stays below `gain`
+    up to t = 1."""
     if copy_gain(schedule, prediction_type, 1.) <= gain: return None
     lo, hi = 0., 1.
     while hi - lo > 1e-7:
@@ -109,7 +120,8 @@ def copy_t_max(schedule, prediction_type, max_gain=MAX_GAIN):
     return 1. if t is None else math.floor(t * 1e4) / 1e4
 
 def convert_range(schedule, prediction_type, t_max, min_gain=MIN_GAIN):
-    "Eq. (S): a copy converts its output with the coefficients of clamp(t, t_lo, t_max); from t_lo up the gain is `min_gain` or more."
+    """Eq. (S): a copy converts its output with the coefficients of clamp(t, t_lo, t_max); from t_lo up the gain is
+    `min_gain` or more."""
     t = _crossing(schedule, prediction_type, min_gain)
     return (t_max if t is None else min(math.ceil(t * 1e4) / 1e4, t_max)), t_max
 
@@ -120,60 +132,71 @@ def default_t_max(teacher, student=None):
 
 # %% ../nbs/07_student.ipynb #c52040b3
 def make_student(teacher, student, t_min, t_max, kind, guidance):
-    "The BOOTStudent to train: a copy of `teacher.net` run through `teacher.predict` with eq. (S) (student=None), or `student` wrapped."
-    info = dict(schedule=teacher.schedule, sample_shape=teacher.sample_shape, t_min=t_min, t_max=t_max, cond_kind=kind, guidance=guidance)
+    """The BOOTStudent to train: a copy of `teacher.net` run through `teacher.predict` with eq. (S) (student=None), or
+    `student` wrapped."""
+    info = dict(schedule=teacher.schedule, sample_shape=teacher.sample_shape, t_min=t_min, t_max=t_max, cond_kind=kind,
+                guidance=guidance)
     if isinstance(student, BOOTStudent):
         for k, v in info.items(): setattr(student, k, tuple(v) if k == 'sample_shape' else v)
         return student
     if student is None:
         if getattr(teacher, 'net', None) is None or not hasattr(teacher, 'predict'):
-            raise ValueError(f'{type(teacher).__name__} has no network to copy (no `net` and `predict`): pass a student, '
-                             'e.g. distill(teacher, MLPStudent(teacher.sample_shape)).')
+            raise ValueError(f'{type(teacher).__name__} has no network to copy (no `net` and `predict`): pass a '
+                             'student, e.g. distill(teacher, MLPStudent(teacher.sample_shape)).')
         net = copy.deepcopy(teacher.net).requires_grad_(True).train()
         kw, ptype = {}, getattr(teacher, 'prediction_type', None)
         if ptype is not None and 'convert_range' in inspect.signature(teacher.predict).parameters:
             gain = copy_gain(teacher.schedule, ptype, t_max).item()
             if gain > MAX_GAIN:
-                warnings.warn(f'A copy of this {ptype} teacher has gain {gain:.3g} at t_max={t_max:g} (more than {MAX_GAIN:g}): it learns '
-                              f'slowly or not at all (boot_nb.student, "The student"). Leave t_max=None for t_max='
-                              f'{copy_t_max(teacher.schedule, ptype):g}, where the gain is {MAX_GAIN:g}.', stacklevel=3)
+                warnings.warn(f'A copy of this {ptype} teacher has gain {gain:.3g} at t_max={t_max:g} (more than '
+                              f'{MAX_GAIN:g}): it learns slowly or not at all (boot_nb.student, "The student"). Leave '
+                              f't_max=None for t_max={copy_t_max(teacher.schedule, ptype):g}, where the gain is '
+                              f'{MAX_GAIN:g}.', stacklevel=3)
             # not clipped like the teacher's x0: clipping would stop the gradient of every clipped pixel
             kw = {'postprocess': False, 'convert_range': list(convert_range(teacher.schedule, ptype, t_max))}
         return BOOTStudent(net, predict=teacher.predict, predict_kwargs=kw, **info)
-    if not isinstance(student, nn.Module): raise ValueError(f'`student` must be an nn.Module, got {type(student).__name__}.')
+    if not isinstance(student, nn.Module):
+        raise ValueError(f'`student` must be an nn.Module, got {type(student).__name__}.')
     return BOOTStudent(student, **info)
 
 # %% ../nbs/07_student.ipynb #bfcbaeb1
 STUDENT_CONFIG = 'boot_student.json'
 
 _TEACHER_FIELDS = ('prediction_type', 'clip_sample', 'thresholding', 'null_class')
-_PRETRAINED = {'diffusers': 'ModelMixin', 'transformers': 'PreTrainedModel'}     # packages whose model classes load from a folder
+# packages whose model classes load from a folder
+_PRETRAINED = {'diffusers': 'ModelMixin', 'transformers': 'PreTrainedModel'}
 
 def _parameterization(student):
     "How the student's `predict` turns the net's output into a signal, as JSON (None: the net outputs it)."
     if student.predict is None: return None
     owner = getattr(student.predict, '__self__', None)
     if not hasattr(owner, 'prediction_type'):
-        raise ValueError(f'Cannot save a student whose `predict` is {student.predict!r}: only a DiffusersTeacher\'s predict is supported.')
+        raise ValueError(f'Cannot save a student whose `predict` is {student.predict!r}: only a DiffusersTeacher\'s '
+                         'predict is supported.')
     return {'type': 'diffusers', **{k: jsonable(getattr(owner, k, None)) for k in _TEACHER_FIELDS},
             'predict_kwargs': student.predict_kwargs}
 
 def student_config(student):
-    "The content of `student`'s boot_student.json, checked to be JSON: a ValueError here means the student cannot be saved."
+    """The content of `student`'s boot_student.json, checked to be JSON: a ValueError here means the student cannot be
+    saved."""
     net = student.net
     lib = type(net).__module__.split('.')[0]
     fmt = lib if lib in _PRETRAINED and hasattr(net, 'save_pretrained') else 'safetensors'
-    cfg = {'t_min': student.t_min, 't_max': student.t_max, 'schedule': schedule_config(student.schedule, (student.t_min, student.t_max, *student.predict_kwargs.get('convert_range', ()))),
+    cfg = {'t_min': student.t_min, 't_max': student.t_max,
+           'schedule': schedule_config(student.schedule, (student.t_min, student.t_max,
+                                                          *student.predict_kwargs.get('convert_range', ()))),
            'sample_shape': list(student.sample_shape), 'cond_kind': student.cond_kind, 'guidance': student.guidance,
            'parameterization': _parameterization(student),
            'net': {'class': f'{type(net).__module__}.{type(net).__qualname__}', 'format': fmt}}
     if fmt == 'safetensors' and isinstance(getattr(net, 'config', None), dict): cfg['net']['config'] = net.config
     try: json.dumps(cfg, allow_nan=False)
-    except (TypeError, ValueError) as e: raise ValueError(f'Cannot save this student: its {STUDENT_CONFIG} would not be JSON ({e}).') from e
+    except (TypeError, ValueError) as e:
+        raise ValueError(f'Cannot save this student: its {STUDENT_CONFIG} would not be JSON ({e}).') from e
     return cfg
 
 def save_student(student, folder):
-    "Write `student` (a BOOTStudent) to `folder`: boot_student.json plus a diffusers / transformers model folder or safetensors weights."
+    """Write `student` (a BOOTStudent) to `folder`: boot_student.json plus a diffusers / transformers model folder or
+    safetensors weights."""
     from safetensors.torch import save_model
     cfg = student_config(student)
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
@@ -183,37 +206,47 @@ def save_student(student, folder):
     return folder
 
 STUDENT_FIX = 'The student folder is damaged or was edited: restore the file, or save the student again (save_student)'
-MAX_PARAMETERS = 2**30      # an MLPStudent config of a student folder asking for more (4 GB of float32) is refused before allocating
+# an MLPStudent config of a student folder asking for more (4 GB of float32) is refused before allocating
+MAX_PARAMETERS = 2**30
 
-_FIELDS = {   # what each field of a boot_student.json must be (name: (check, description)); the file is checked, not trusted
-    't_min': (lambda v: is_number(v, 0, 1), 'a number in [0, 1)'), 't_max': (lambda v: is_number(v, 0, 1), 'a number in (0, 1]'),
-    'sample_shape': (lambda v: isinstance(v, list) and bool(v) and all(is_number(n, 1, integer=True) for n in v), 'a list of positive integers'),
+# what each field of a boot_student.json must be (name: (check, description)); the file is checked, not trusted
+_FIELDS = {
+    't_min': (lambda v: is_number(v, 0, 1), 'a number in [0, 1)'),
+    't_max': (lambda v: is_number(v, 0, 1), 'a number in (0, 1]'),
+    'sample_shape': (lambda v: isinstance(v, list) and bool(v) and all(is_number(n, 1, integer=True) for n in v),
+                     'a list of positive integers'),
     'cond_kind': (lambda v: v in (None, 'label', 'text'), 'null, "label" or "text"'),
     'guidance': (lambda v: v is None or is_number(v), 'null or a number'),
     'schedule': (lambda v: isinstance(v, dict), 'an object'),
     'parameterization': (lambda v: v is None or isinstance(v, dict), 'null or an object'),
-    'net': (lambda v: isinstance(v, dict) and isinstance(v.get('class'), str) and v.get('format') in ('safetensors', *_PRETRAINED),
+    'net': (lambda v: isinstance(v, dict) and isinstance(v.get('class'), str)
+            and v.get('format') in ('safetensors', *_PRETRAINED),
             'an object with a "class" name and a "format", "safetensors", "diffusers" or "transformers"')}
 
 def _parameterization_fields():
     from boot_nb.teachers import PREDICTION_TYPES, DiffusersTeacher
     kwargs = list(inspect.signature(DiffusersTeacher.predict).parameters)[5:]        # after self, net, x_t, t, cond
-    scalar = lambda v: v is None or isinstance(v, (bool, str)) or is_number(v) or isinstance(v, list) and len(v) == 2 and all(map(is_number, v))
+    scalar = lambda v: (v is None or isinstance(v, (bool, str)) or is_number(v)
+                        or isinstance(v, list) and len(v) == 2 and all(map(is_number, v)))
     return {'type': (lambda v: v == 'diffusers', '"diffusers"'),
             'prediction_type': (lambda v: v in PREDICTION_TYPES, f'one of {PREDICTION_TYPES}'),
             'clip_sample': (lambda v: v is None or is_number(v) and v > 0, 'null or a positive number'),
-            'thresholding': (lambda v: v is None or isinstance(v, list) and len(v) == 2 and all(map(is_number, v)), 'null or [ratio, max value]'),
+            'thresholding': (lambda v: v is None or isinstance(v, list) and len(v) == 2 and all(map(is_number, v)),
+                             'null or [ratio, max value]'),
             'null_class': (lambda v: v is None or is_number(v, 0, integer=True), 'null or a class index'),
-            'predict_kwargs': (lambda v: v is None or isinstance(v, dict) and set(v) <= set(kwargs) and all(map(scalar, v.values())),
+            'predict_kwargs': (lambda v: v is None or isinstance(v, dict) and set(v) <= set(kwargs)
+                               and all(map(scalar, v.values())),
                                f'null or an object of numbers, [lo, hi] ranges, true/false or strings named {kwargs}')}
 
-_MLP_FIELDS = {'sample_shape': _FIELDS['sample_shape'], 'hidden': (lambda v: is_number(v, 1, integer=True), 'a positive integer'),
+_MLP_FIELDS = {'sample_shape': _FIELDS['sample_shape'],
+               'hidden': (lambda v: is_number(v, 1, integer=True), 'a positive integer'),
                'depth': (lambda v: is_number(v, 0, integer=True), 'an integer >= 0'),
                'num_classes': (lambda v: v is None or is_number(v, 1, integer=True), 'null or a positive integer'),
                'freqs': (lambda v: is_number(v, 1, integer=True), 'a positive integer')}
 
 def _net_class(nc, path=STUDENT_CONFIG):
-    "The network class that the \"net\" entry of a boot_student.json names, if it is on the allow-list (else a BOOTFileError)."
+    """The network class that the \"net\" entry of a boot_student.json names, if it is on the allow-list (else a
+    BOOTFileError)."""
     name, fmt = nc['class'], nc['format']
     if fmt == 'safetensors' and name == f'{MLPStudent.__module__}.{MLPStudent.__qualname__}': return MLPStudent
     if fmt in _PRETRAINED and name.split('.')[0] == fmt:
@@ -222,60 +255,79 @@ def _net_class(nc, path=STUDENT_CONFIG):
         if isinstance(cls, type) and issubclass(cls, getattr(lib, _PRETRAINED[fmt])): return cls
     hint = ('If you trust the folder, build the network yourself and pass it: load_student(folder, net=MyNet(...))'
             if fmt == 'safetensors' else f'A "{fmt}" folder must name a {fmt} model class ({_PRETRAINED[fmt]})')
-    raise BOOTFileError(path, f'names the network class {name!r}, which is not on the allow-list (boot_nb.student.MLPStudent, diffusers '
-                        'and transformers model classes): loading a student folder imports and runs nothing else', hint)
+    raise BOOTFileError(path, f'names the network class {name!r}, which is not on the allow-list '
+                        '(boot_nb.student.MLPStudent, diffusers and transformers model classes): loading a student '
+                        'folder imports and runs nothing else', hint)
 
 def _mlp_student(nc, path):
     "The MLPStudent of a \"net\" entry's \"config\", checked and its size bounded before anything is allocated."
     _net_class(nc, path)                                   # MLPStudent: the one safetensors class on the allow-list
     cfg, what = nc.get('config'), f'"net": cannot build {nc["class"]} from its "config"'
     if not isinstance(cfg, dict) or set(cfg) - set(_MLP_FIELDS):
-        raise BOOTFileError(path, f'{what}: it must be an object of {", ".join(_MLP_FIELDS)}, got {repr(cfg)[:80]}', STUDENT_FIX)
+        raise BOOTFileError(path, f'{what}: it must be an object of {", ".join(_MLP_FIELDS)}, got {repr(cfg)[:80]}',
+                            STUDENT_FIX)
     check_fields(cfg, _MLP_FIELDS, path, STUDENT_FIX, f'{what}: ')
     n = MLPStudent.parameter_count(**cfg)
     if n > MAX_PARAMETERS:
-        raise BOOTFileError(path, f'{what}: it makes {n:.3g} parameters ({4 * n / 2**30:.3g} GB), more than the {MAX_PARAMETERS:.3g} a '
-                            'student folder may ask for', 'If you mean it, build the network and pass it: load_student(folder, net=MLPStudent(...))')
+        raise BOOTFileError(path, f'{what}: it makes {n:.3g} parameters ({4 * n / 2**30:.3g} GB), more than the '
+                            f'{MAX_PARAMETERS:.3g} a student folder may ask for',
+                            'If you mean it, build the network and pass it: load_student(folder, net=MLPStudent(...))')
     return MLPStudent(**cfg)
 
 def check_student_config(cfg, path=STUDENT_CONFIG, where=''):
-    "`cfg` (a boot_student.json, or a BOOTPipeline's `boot_config`, without \"net\") checked field by field: a `BOOTFileError` names `path` and the field."
-    if not isinstance(cfg, dict): raise BOOTFileError(path, f'{where}must be a JSON object, got {repr(cfg)[:80]}', STUDENT_FIX)
+    """`cfg` (a boot_student.json, or a BOOTPipeline's `boot_config`, without \"net\") checked field by field: a
+    `BOOTFileError` names `path` and the field."""
+    if not isinstance(cfg, dict):
+        raise BOOTFileError(path, f'{where}must be a JSON object, got {repr(cfg)[:80]}', STUDENT_FIX)
     check_fields(cfg, {k: v for k, v in _FIELDS.items() if k != 'net'}, path, STUDENT_FIX, where)
-    if not cfg['t_min'] < cfg['t_max']: raise BOOTFileError(path, f'{where}"t_min" ({cfg["t_min"]}) must be below "t_max" ({cfg["t_max"]})', STUDENT_FIX)
+    if not cfg['t_min'] < cfg['t_max']:
+        raise BOOTFileError(path, f'{where}"t_min" ({cfg["t_min"]}) must be below "t_max" ({cfg["t_max"]})',
+                            STUDENT_FIX)
     try: schedule_from_config(cfg['schedule'])
-    except (ValueError, RuntimeError) as e: raise BOOTFileError(path, f'{where}"schedule" is not a schedule ({e})', STUDENT_FIX) from None
+    except (ValueError, RuntimeError) as e:
+        raise BOOTFileError(path, f'{where}"schedule" is not a schedule ({e})', STUDENT_FIX) from None
     if cfg['parameterization'] is not None:
-        check_fields(cfg['parameterization'], _parameterization_fields(), path, STUDENT_FIX, f'{where}"parameterization": ')
+        check_fields(cfg['parameterization'], _parameterization_fields(), path, STUDENT_FIX,
+                     f'{where}"parameterization": ')
     return cfg
 
 def build_student(cfg, net, predict=None, prompts=None):
-    "The BOOTStudent of a checked config and its loaded `net`: `predict` given (a teacher's), or made from the parameterisation."
+    """The BOOTStudent of a checked config and its loaded `net`: `predict` given (a teacher's), or made from the
+    parameterisation."""
     p = cfg['parameterization']
     if p is not None and predict is None:
         from boot_nb.teachers import DiffusersTeacher
         th = p['thresholding']
-        predict = DiffusersTeacher(net, schedule_from_config(cfg['schedule']), p['prediction_type'], cfg['sample_shape'],
-                                   p['clip_sample'], tuple(th) if th else None, p['null_class'], prompts=prompts).predict
-    return BOOTStudent(net, schedule=schedule_from_config(cfg['schedule']), sample_shape=cfg['sample_shape'], t_min=cfg['t_min'],
-                       t_max=cfg['t_max'], predict=predict if p is not None else None, predict_kwargs=(p or {}).get('predict_kwargs'),
-                       cond_kind=cfg['cond_kind'], guidance=cfg['guidance'])
+        predict = DiffusersTeacher(net, schedule_from_config(cfg['schedule']), p['prediction_type'],
+                                   cfg['sample_shape'], p['clip_sample'], tuple(th) if th else None, p['null_class'],
+                                   prompts=prompts).predict
+    return BOOTStudent(net, schedule=schedule_from_config(cfg['schedule']), sample_shape=cfg['sample_shape'],
+                       t_min=cfg['t_min'], t_max=cfg['t_max'], predict=predict if p is not None else None,
+                       predict_kwargs=(p or {}).get('predict_kwargs'), cond_kind=cfg['cond_kind'],
+                       guidance=cfg['guidance'])
 
 def load_student(folder, net=None, device=None, teacher=None, allow_nonfinite=False):
-    "A BOOTStudent from a student folder (`save_student`'s, or a `BOOTPipeline`'s), every file checked and no code run; `net`: yours, for a class off the allow-list; `teacher` to reuse its `predict`."
+    """A BOOTStudent from a student folder (`save_student`'s, or a `BOOTPipeline`'s), every file checked and no code
+    run; `net`: yours, for a class off the allow-list; `teacher` to reuse its `predict`."""
     folder = Path(folder)
     if (folder / 'model_index.json').exists() and not (folder / STUDENT_CONFIG).exists():
-        from boot_nb.pipeline import BOOTPipeline           # the one-step pipeline layout that distill writes (07b_pipeline)
+        # the one-step pipeline layout that distill writes (07b_pipeline)
+        from boot_nb.pipeline import BOOTPipeline
         return BOOTPipeline.from_pretrained(folder, allow_nonfinite=allow_nonfinite).student.to(device).eval()
     if not (folder / STUDENT_CONFIG).exists():
-        raise FileNotFoundError(f'{str(folder)!r} has neither {STUDENT_CONFIG} nor model_index.json: not a student folder.')
+        raise FileNotFoundError(f'{str(folder)!r} has neither {STUDENT_CONFIG} nor model_index.json: not a student '
+                                'folder.')
     path = folder / STUDENT_CONFIG
     cfg = check_student_config(read_json(path, dict, folder, STUDENT_FIX), path)
     nc = check_fields(cfg, {'net': _FIELDS['net']}, path, STUDENT_FIX)['net']
     if cfg['parameterization'] is not None and nc['format'] != 'diffusers':
-        raise BOOTFileError(path, f'its "parameterization" is for a diffusers UNet, but its "net" is a {nc["format"]} {nc["class"]}', STUDENT_FIX)
-    if nc['format'] != 'safetensors': net = load_pretrained(_net_class(nc, path), folder / 'net', allow_nonfinite, STUDENT_FIX)
-    else: net = load_weights(net if net is not None else _mlp_student(nc, path), folder / 'net.safetensors', allow_nonfinite, STUDENT_FIX)
-    predict = teacher.predict if teacher is not None and cfg['parameterization'] is not None else None   # e.g. a text teacher's prompts
+        raise BOOTFileError(path, f'its "parameterization" is for a diffusers UNet, but its "net" is a {nc["format"]} '
+                            f'{nc["class"]}', STUDENT_FIX)
+    if nc['format'] != 'safetensors': net = load_pretrained(_net_class(nc, path), folder / 'net', allow_nonfinite,
+                                                            STUDENT_FIX)
+    else: net = load_weights(net if net is not None else _mlp_student(nc, path), folder / 'net.safetensors',
+                             allow_nonfinite, STUDENT_FIX)
+    # e.g. a text teacher's prompts
+    predict = teacher.predict if teacher is not None and cfg['parameterization'] is not None else None
     return build_student(cfg, net, predict).to(device).eval()
 
