@@ -19,34 +19,43 @@ def _setting(default, help, check=True, **meta):
 
 @dataclass
 class DistillConfig:
-    "Every setting of a BOOT run: `distill`'s keywords, the settings a checkpoint saves, the resume check and `boot-nb distill`'s options."
-    steps: int = _setting(2000, 'training steps of the whole run; a resumed run (`resume`) continues up to this', check=False)
+    ("Every setting of a BOOT run: `distill`'s keywords, the settings a checkpoint saves, the resume check and "
+     "`boot-nb distill`'s options.")
+    steps: int = _setting(2000, 'training steps of the whole run; a resumed run (`resume`) continues up to this',
+                          check=False)
     batch_size: int = _setting(64, 'noise samples per micro-batch (per process; `grad_accum` micro-batches a step)')
-    grad_accum: int = _setting(1, 'micro-batches per optimizer step (gradient accumulation: the memory of one, the update of all)')
-    lr: float | None = _setting(None, 'AdamW learning rate; None: 1e-4 for a copy of the teacher, 1e-3 for a student you pass')
-    lr_schedule: str = _setting('cosine', 'cosine: decay to 0 over `steps`; constant: hold it', choices=('cosine', 'constant'))
+    grad_accum: int = _setting(1, 'micro-batches per optimizer step (gradient accumulation: the memory of one, the '
+                                  'update of all)')
+    lr: float | None = _setting(None, 'AdamW learning rate; None: 1e-4 for a copy of the teacher, 1e-3 for a student '
+                                      'you pass')
+    lr_schedule: str = _setting('cosine', 'cosine: decay to 0 over `steps`; constant: hold it',
+                                choices=('cosine', 'constant'))
     weight_decay: float = _setting(0., 'AdamW weight decay')
     grad_clip: float = _setting(1., 'clip the gradient norm at this (0: no clipping)')
-    ema_decay: float | None = _setting(None, "decay of an exponential moving average of the student's weights, which a finished run's "
-                                       'student ends with (None: no average; the paper needs none)')
+    ema_decay: float | None = _setting(None, "decay of an exponential moving average of the student's weights, which a "
+                                       "finished run's student ends with (None: no average; the paper needs none)")
     delta: float = _setting(0.15, 'the step from t to s = max(t - delta, t_min) (Algorithm 1, line 4)')
-    t_min: float | None = _setting(None, "the data end; None: 0.002, or the teacher's first training timestep 1/N if later")
-    t_max: float | None = _setting(None, "the noise end (boundary loss); None: 1, or where a teacher copy's gain reaches 10")
+    t_min: float | None = _setting(None, "the data end; None: 0.002, or the teacher's first training timestep 1/N if "
+                                         "later")
+    t_max: float | None = _setting(None, "the noise end (boundary loss); None: 1, or where a teacher copy's gain "
+                                         "reaches 10")
     beta: float = _setting(1., 'weight of the boundary loss (Algorithm 1, line 15)')
     solver: str = _setting('heun', 'the signal-ODE step of the bootstrapping target', choices=('heun', 'ddim'))
     r_min: float | None = _setting(None, 'floor of r in the 1/r^2 weight; None: the smallest r of a full step')
     loss: object = _setting('l2', 'the distance d: l2, lpips or a callable d(a, b) -> (B,)', choices=('l2', 'lpips'))
     lpips_net: str = _setting('alex', 'the LPIPS backbone', choices=('alex', 'vgg', 'squeeze'))
-    lpips_weights: str | None = _setting(None, "the LPIPS backbone's torchvision weights file, e.g. alexnet-owt-7be5be79.pth",
-                                          check=False)
+    lpips_weights: str | None = _setting(None, "the LPIPS backbone's torchvision weights file, e.g. "
+                                               "alexnet-owt-7be5be79.pth", check=False)
     guidance: float | None = _setting(None, 'classifier-free guidance weight w (needs `prompts` or `labels`)')
-    prompts: list[str] | str | None = _setting(None, 'the context set D: prompts, or a text file with one prompt a line')
+    prompts: list[str] | str | None = _setting(None, 'the context set D: prompts, or a text file with one prompt a '
+                                                     'line')
     labels: list[int] | None = _setting(None, 'the context set D: class labels')
     seed: int = _setting(0, "seed of every step's draws")
     mixed_precision: str = _setting('auto', 'auto: bf16 on a GPU that has it, else no', check=False,
                                     choices=('auto', 'no', 'fp16', 'bf16'))
     compile: bool = _setting(False, 'torch.compile the student and the teacher network', check=False)
-    threads: int | None = _setting(None, 'CPU threads; None: on a CPU, the cores other processes leave idle (at least 1)', check=False)
+    threads: int | None = _setting(None, 'CPU threads; None: on a CPU, the cores other processes leave idle '
+                                         '(at least 1)', check=False)
     cpu: bool = _setting(False, 'train on the CPU even if there is a GPU', check=False)
     out_dir: str = _setting('boot_student', 'output folder: student/, log.jsonl, checkpoints/, samples/', check=False)
     resume: bool = _setting(False, 'continue from the last checkpoint in `out_dir`', check=False)
@@ -54,34 +63,44 @@ class DistillConfig:
     sample_every: int = _setting(500, 'draw a teacher-vs-student grid every this many steps (0: never)', check=False)
     sample_steps: int = _setting(20, "DDIM steps of the teacher's samples in the grids", check=False)
     log_every: int = _setting(10, 'append the losses to log.jsonl every this many steps', check=False)
-    diagnose_every: int = _setting(100, 'log L^BS in 8 t-bins and L^BC on fixed noise (`residual_by_t`) every this many steps (0: never)',
-                                   check=False)
+    diagnose_every: int = _setting(100, 'log L^BS in 8 t-bins and L^BC on fixed noise (`residual_by_t`) every this '
+                                        'many steps (0: never)', check=False)
     log_with: str | None = _setting(None, 'an accelerate tracker: tensorboard, wandb, ...', check=False)
     progress: bool = _setting(True, 'show a progress bar', check=False)
 
     def __post_init__(self):
         "Check what can be checked without the teacher."
-        for name in ('steps', 'batch_size', 'grad_accum', 'checkpoint_every', 'sample_every', 'sample_steps', 'log_every', 'diagnose_every', 'seed'):
+        for name in ('steps', 'batch_size', 'grad_accum', 'checkpoint_every', 'sample_every', 'sample_steps',
+                     'log_every', 'diagnose_every', 'seed'):
             v, low = getattr(self, name), 0 if name in ('sample_every', 'diagnose_every', 'seed') else 1
-            if not isinstance(v, int) or isinstance(v, bool) or v < low: raise ValueError(f'`{name}` must be an integer >= {low}, got {v!r}.')
-        for name in ('lr', 'weight_decay', 'grad_clip', 'ema_decay', 'delta', 't_min', 't_max', 'beta', 'r_min', 'guidance'):
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise ValueError(f'`{name}` must be an integer >= {low}, got {v!r}.')
+        for name in ('lr', 'weight_decay', 'grad_clip', 'ema_decay', 'delta', 't_min', 't_max', 'beta', 'r_min',
+                     'guidance'):
             v = getattr(self, name)
-            if v is None and name in ('lr', 'ema_decay', 't_min', 't_max', 'r_min', 'guidance'): continue         # None: the default
-            if isinstance(v, bool) or not isinstance(v, (int, float)): raise TypeError(f'`{name}` must be a number, got {v!r}.')
+            # None: the default
+            if v is None and name in ('lr', 'ema_decay', 't_min', 't_max', 'r_min', 'guidance'): continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise TypeError(f'`{name}` must be a number, got {v!r}.')
             if not math.isfinite(v): raise ValueError(f'`{name}` must be a finite number, got {v!r}.')
-        for name, ok, want in [('lr', self.lr is None or self.lr > 0, '> 0'), ('delta', 0 < self.delta < 1, 'in (0, 1), a step in time'),
+        for name, ok, want in [('lr', self.lr is None or self.lr > 0, '> 0'),
+                               ('delta', 0 < self.delta < 1, 'in (0, 1), a step in time'),
                                ('beta', self.beta >= 0, '>= 0'), ('grad_clip', self.grad_clip >= 0, '>= 0'),
-                               ('weight_decay', self.weight_decay >= 0, '>= 0'), ('threads', self.threads is None or self.threads >= 1, '>= 1'),
+                               ('weight_decay', self.weight_decay >= 0, '>= 0'),
+                               ('threads', self.threads is None or self.threads >= 1, '>= 1'),
                                ('r_min', self.r_min is None or 0 < self.r_min <= 1, 'in (0, 1]'),
                                ('ema_decay', self.ema_decay is None or 0 < self.ema_decay < 1, 'in (0, 1)')]:
             if not ok: raise ValueError(f'`{name}` must be {want}, got {getattr(self, name)}.')
         t_min, t_max = 0 if self.t_min is None else self.t_min, 1 if self.t_max is None else self.t_max
-        if not 0 <= t_min < t_max <= 1: raise ValueError(f'Need 0 <= t_min < t_max <= 1, got t_min={self.t_min}, t_max={self.t_max}.')
+        if not 0 <= t_min < t_max <= 1:
+            raise ValueError(f'Need 0 <= t_min < t_max <= 1, got t_min={self.t_min}, t_max={self.t_max}.')
         for f in fields(self):
             choices, v = f.metadata.get('choices'), getattr(self, f.name)
             if choices and not (f.name == 'loss' and callable(v)) and v not in choices:
-                raise ValueError(f"`{f.name}` must be {' or '.join(map(repr, choices))}{' or a callable d(a, b)' if f.name == 'loss' else ''}, got {v!r}.")
-        if self.prompts is not None and self.labels is not None: raise ValueError('Pass `prompts` or `labels`, not both.')
+                raise ValueError(f"`{f.name}` must be {' or '.join(map(repr, choices))}"
+                                 f"{' or a callable d(a, b)' if f.name == 'loss' else ''}, got {v!r}.")
+        if self.prompts is not None and self.labels is not None:
+            raise ValueError('Pass `prompts` or `labels`, not both.')
         if self.guidance is not None and self.prompts is None and self.labels is None:
             raise ValueError('`guidance` needs a context set: pass `labels` or `prompts`.')
 
@@ -95,30 +114,35 @@ DistillConfig.__doc__ += '\n\nFields (`boot-nb distill` options, with dashes):\n
     f'- `{f.name}` (default {f.default!r}): {f.metadata["help"]}' for f in fields(DistillConfig))
 
 def make_config(config=None, settings={}):
-    "A `DistillConfig`: `config` (or the defaults) with the keyword `settings` replaced, a misspelt name refused with the nearest."
+    """A `DistillConfig`: `config` (or the defaults) with the keyword `settings` replaced, a misspelt name refused with
+    the nearest."""
     names = {f.name for f in fields(DistillConfig)}
     wrong = sorted(set(settings) - names)
     if wrong:
         near = {w: difflib.get_close_matches(w, names, 1) for w in wrong}
-        raise TypeError('Unknown setting ' + ', '.join(f'`{w}`' + (f' (did you mean `{near[w][0]}`?)' if near[w] else '') for w in wrong)
+        raise TypeError('Unknown setting ' + ', '.join(f'`{w}`' + (f' (did you mean `{near[w][0]}`?)'
+                                                                   if near[w] else '') for w in wrong)
                         + f'; the settings are the fields of DistillConfig: {", ".join(sorted(names))}.')
     return dataclasses.replace(config or DistillConfig(), **settings)
 
 
 # %% ../nbs/07c_config.ipynb #0e8bac39
 def idle_cores(interval=0.2):
-    "How many of this process's cores the other processes leave idle now: /proc/stat read `interval` s apart (Linux; else None)."
+    """How many of this process's cores the other processes leave idle now: /proc/stat read `interval` s apart (Linux;
+    else None)."""
     try:
         cores = {f'cpu{i}' for i in os.sched_getaffinity(0)}
         def read():
             with open('/proc/stat') as f: rows = [l.split() for l in f if l.split()[0] in cores]
-            return [(int(r[4]) + int(r[5]), sum(map(int, r[1:]))) for r in rows]      # (idle + iowait, total) ticks per core
+            # (idle + iowait, total) ticks per core
+            return [(int(r[4]) + int(r[5]), sum(map(int, r[1:]))) for r in rows]
         before = read(); time.sleep(interval); after = read()
     except (AttributeError, OSError, ValueError): return None
     return sum((i1 - i0) / max(t1 - t0, 1) for (i0, t0), (i1, t1) in zip(before, after)) if before else None
 
 def cpu_thread_count(c, device_type):
-    "`c.threads`, or on a CPU as many threads as cores are idle now (at least 1, at most torch's setting); None: torch's own."
+    """`c.threads`, or on a CPU as many threads as cores are idle now (at least 1, at most torch's setting); None:
+    torch's own."""
     if c.threads is not None or device_type != 'cpu': return c.threads
     import torch
     idle = idle_cores()
@@ -135,19 +159,22 @@ def resolved_precision(c):
     return 'bf16' if gpu and torch.cuda.is_bf16_supported() else 'no'
 
 def _resolve(self, teacher, student=None, device=None):
-    """This config with `t_min`, `t_max`, `mixed_precision` and `threads` resolved for `teacher`, `student` (None: a copy of
-    the teacher) and `device` (None: CUDA unless `cpu` or there is none); what is given is kept and checked against the teacher."""
+    """This config with `t_min`, `t_max`, `mixed_precision` and `threads` resolved for `teacher`, `student` (None: a
+    copy of the teacher) and `device` (None: CUDA unless `cpu` or there is none); what is given is kept and checked
+    against the teacher."""
     import torch
     from boot_nb.student import default_t_max
     n = getattr(teacher.schedule, 'num_train_timesteps', None)
     t_min = self.t_min if self.t_min is not None else max(0.002, 1 / (n or 500))
     if n is not None and t_min < 1 / n - 1e-12:
-        raise ValueError(f"`t_min`={t_min} is below the teacher's first training timestep, t = 1/{n}; use t_min >= {1 / n:g}.")
+        raise ValueError(f"`t_min`={t_min} is below the teacher's first training timestep, t = 1/{n}; use "
+                         f"t_min >= {1 / n:g}.")
     t_max = self.t_max if self.t_max is not None else default_t_max(teacher, student)
     if not t_min < t_max:
         raise ValueError(f'`t_min`={t_min:g} must be below `t_max`={t_max:g}' + ('' if self.t_max is not None else
                          " (the teacher's default t_max)") + ': choose a smaller t_min or a larger t_max.')
-    device = torch.device(device if device is not None else 'cpu' if self.cpu or not torch.cuda.is_available() else 'cuda')
+    device = torch.device(device if device is not None
+                          else 'cpu' if self.cpu or not torch.cuda.is_available() else 'cuda')
     return dataclasses.replace(self, t_min=t_min, t_max=t_max, mixed_precision=resolved_precision(self),
                                threads=cpu_thread_count(self, device.type))
 
@@ -157,17 +184,23 @@ DistillConfig.resolve = _resolve
 def checkpoints(out_dir):
     "The complete checkpoints in `out_dir`, as a list of (step, folder), oldest first."
     root = Path(out_dir) / 'checkpoints'
-    found = [(int(p.name[5:]), p) for p in root.glob('step-*') if p.is_dir() and re.fullmatch(r'step-\d{8}', p.name)] if root.exists() else []
+    found = [(int(p.name[5:]), p) for p in root.glob('step-*')
+             if p.is_dir() and re.fullmatch(r'step-\d{8}', p.name)] if root.exists() else []
     return sorted(found)
 
 def check_out_dir(config):
-    "Check `config.out_dir` before anything loads: a folder (or nothing yet), with checkpoints only if resuming; returns them."
+    """Check `config.out_dir` before anything loads: a folder (or nothing yet), with checkpoints only if resuming;
+    returns them."""
     out_dir, found = Path(config.out_dir), checkpoints(config.out_dir)
-    if out_dir.exists() and not out_dir.is_dir(): raise ValueError(f'`out_dir` {str(out_dir)!r} is a file, not a folder: choose another `out_dir`.')
-    here = next(p for p in (out_dir, *out_dir.absolute().parents) if p.exists())     # the folder that out_dir will be made in
-    try: tempfile.TemporaryFile(dir=here).close()                                    # a real write: permissions, read-only disks
-    except OSError as e: raise ValueError(f'`out_dir` {str(out_dir)!r} cannot be written in {str(here)!r} ({e.strerror}): choose another `out_dir`.') from None
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f'`out_dir` {str(out_dir)!r} is a file, not a folder: choose another `out_dir`.')
+    # the folder that out_dir will be made in
+    here = next(p for p in (out_dir, *out_dir.absolute().parents) if p.exists())
+    try: tempfile.TemporaryFile(dir=here).close()        # a real write: permissions, read-only disks
+    except OSError as e:
+        raise ValueError(f'`out_dir` {str(out_dir)!r} cannot be written in {str(here)!r} ({e.strerror}): choose '
+                         'another `out_dir`.') from None
     if found and not config.resume:
-        raise ValueError(f'{str(out_dir)!r} already holds checkpoints (last: step {found[-1][0]}): pass resume=True to continue '
-                         'that run, or choose another `out_dir`.')
+        raise ValueError(f'{str(out_dir)!r} already holds checkpoints (last: step {found[-1][0]}): pass resume=True to '
+                         'continue that run, or choose another `out_dir`.')
     return found
