@@ -126,7 +126,9 @@ def convert_range(schedule, prediction_type, t_max, min_gain=MIN_GAIN):
     return (t_max if t is None else min(math.ceil(t * 1e4) / 1e4, t_max)), t_max
 
 def default_t_max(teacher, student=None):
-    "distill's t_max: `copy_t_max` for a copy (`student` None) of a teacher with a `prediction_type`, else 1."
+    """distill's t_max: `copy_t_max` for a copy (`student` None) of a teacher with a `prediction_type`, else 1; a
+    `BOOTStudent` (one that distill returned, trained on) keeps its own."""
+    if isinstance(student, BOOTStudent): return student.t_max
     ptype = getattr(teacher, 'prediction_type', None)
     return copy_t_max(teacher.schedule, ptype) if student is None and ptype is not None else 1.
 

@@ -25,7 +25,7 @@ from .losses import BOOTLoss, loss_distance, residual_by_t
 from .quality import teacher_fingerprint
 from .sampling import ddim_sample, one_step_sample
 from .schedules import schedule_config
-from .student import make_student, save_student, student_config
+from .student import BOOTStudent, make_student, save_student, student_config
 from .pipeline import save_trained
 from .conditioning import GuidedTeacher, check_context, cond_kind, context_set
 from .teachers import load_teacher
@@ -205,10 +205,11 @@ class Distiller:
         self.context = check_context(teacher, c.prompts, c.labels, c.guidance)
         # the target f~ of lines 9-12
         self.teacher = teacher if c.guidance is None else GuidedTeacher(teacher, c.guidance)
-        fresh = student is None
+        # a copy of the teacher's network: new, or one that distill returned (it runs through the teacher's predict)
+        is_copy = student is None or isinstance(student, BOOTStudent) and student.predict is not None
         student = make_student(teacher, student, c.t_min, c.t_max, cond_kind(teacher) if len(self.context) else None,
                                c.guidance).to(device)
-        self.lr = c.lr if c.lr is not None else (1e-4 if fresh else 1e-3)
+        self.lr = c.lr if c.lr is not None else (1e-4 if is_copy else 1e-3)
         self.loss = BOOTLoss(c.delta, c.t_min, c.t_max, c.beta, c.solver,
                              loss_distance(c.loss, teacher, c.lpips_net, c.lpips_weights), c.r_min)
         if isinstance(self.loss.bs.distance, nn.Module): self.loss.bs.distance.to(device)

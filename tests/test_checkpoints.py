@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 from boot_nb.sampling import one_step_sample
 from boot_nb.student import load_student
 from boot_nb.train import checkpoints, distill
+import boot_nb.config
 import boot_nb.train
 
 torch.set_num_threads(1)
@@ -205,7 +206,7 @@ def cpu_grad_scaler(monkeypatch):
                 self.native_amp, self.scaler = True, torch.amp.GradScaler('cpu', init_scale=2.**10, growth_interval=2)
     monkeypatch.setattr(accelerate, 'Accelerator', ScalingAccelerator)
     # fp16 is refused on a CPU, where it would not run
-    monkeypatch.setattr(boot_nb.train, '_fp16_runs', lambda c: True)
+    monkeypatch.setattr(boot_nb.config, 'resolved_precision', lambda c: c.mixed_precision)
     reset_accelerate()
     yield
     reset_accelerate()

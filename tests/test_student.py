@@ -78,3 +78,20 @@ def test_a_bf16_step_keeps_the_students_time_embedding_in_float32(tmp_path):
     assert torch.isfinite(d.train_step(0)).all()
     assert {s for s in seen if s[0] == 'time'} == {('time', torch.float32, torch.float32)}
     assert {s for s in seen if s[0] == 'conv'} == {('conv', torch.bfloat16)}
+
+
+def test_training_on_with_the_returned_copy_keeps_its_t_max_and_rate(tmp_path):
+    """distill(teacher, student_it_returned, resume=True): the copy of an epsilon teacher keeps the t_max and learning
+    rate of a copy (0.6746 and 1e-4, not the 1 and 1e-3 of a student of its own), so the run resumes (quality.py's
+    budget curve does this)."""
+    from boot_nb.train import Distiller, checkpoints
+    torch.set_num_threads(1)
+    teacher = shipped_digits_eps()
+    run = dict(batch_size=2, out_dir=tmp_path, sample_every=0, diagnose_every=0, progress=False,
+               lr_schedule='constant')
+    student = distill(teacher, steps=1, checkpoint_every=1, **run)
+    assert student.t_max < 1
+    d = Distiller(teacher, student, steps=2, **run)
+    assert (d.config.t_max, d.lr) == (student.t_max, 1e-4)
+    distill(teacher, student, steps=2, checkpoint_every=1, resume=True, **run)
+    assert [s for s, _ in checkpoints(tmp_path)][-1] == 2
