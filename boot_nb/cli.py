@@ -7,7 +7,7 @@ __all__ = ['RUN_RECORD', 'demo', 'option', 'cli_words', 'add_distill_options', '
            'eval_command', 'main']
 
 # %% ../nbs/09_cli.ipynb #e86f8ff2
-import argparse, importlib, json, math, os, re, sys, types, typing
+import argparse, importlib, json, math, os, re, sys, types, typing, warnings
 from contextlib import redirect_stdout
 from dataclasses import fields
 from pathlib import Path
@@ -438,7 +438,13 @@ def main(argv=None):
     if args.command == 'demo': guard(); demo(args.out, args.seed); return 0
     job, parser = jobs[args.command]
     debug = args.debug or os.environ.get('BOOT_NB_DEBUG', '') not in ('', '0')
-    try: return job(args)
+    def warn(message, category, *where, **kw):      # a warning as one line in the command's words, not file:line + code
+        text = cli_words(str(message)) if args.command == 'distill' else ' '.join(str(message).split())
+        print(f'{parser.prog}: warning: {text}', file=sys.stderr)
+    try:
+        with warnings.catch_warnings():
+            if not debug: warnings.showwarning = warn
+            return job(args)
     except KeyboardInterrupt:
         if debug: raise
         found = checkpoints(args.out_dir or DistillConfig.out_dir) if args.command == 'distill' else []

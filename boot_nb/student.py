@@ -152,8 +152,8 @@ def make_student(teacher, student, t_min, t_max, kind, guidance):
             if gain > MAX_GAIN:
                 warnings.warn(f'A copy of this {ptype} teacher has gain {gain:.3g} at t_max={t_max:g} (more than '
                               f'{MAX_GAIN:g}): it learns slowly or not at all (boot_nb.student, "The student"). Leave '
-                              f't_max=None for t_max={copy_t_max(teacher.schedule, ptype):g}, where the gain is '
-                              f'{MAX_GAIN:g}.', stacklevel=3)
+                              f'`t_max` unset for the default t_max={copy_t_max(teacher.schedule, ptype):g}, where the '
+                              f'gain is {MAX_GAIN:g}.', stacklevel=3)
             # not clipped like the teacher's x0: clipping would stop the gradient of every clipped pixel
             kw = {'postprocess': False, 'convert_range': list(convert_range(teacher.schedule, ptype, t_max))}
         return BOOTStudent(net, predict=teacher.predict, predict_kwargs=kw, **info)

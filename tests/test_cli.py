@@ -208,3 +208,14 @@ def test_readme_command_on_the_shipped_digits_teacher(tmp_path, capsys, monkeypa
     assert (tmp_path / 'samples' / 'step-00000002.png').exists()
     # the idle cores are measured once, for the start line, and distill runs with that count
     assert len(measured) == 1
+
+
+def test_a_warning_of_the_library_is_one_line_in_cli_words(tmp_path, capsys):
+    "The gain warning of an epsilon copy at --t-max 0.8 (07_student) reads as the command's line, naming its options."
+    assert main(['distill', '--teacher', 'digits-rgb', '--t-max', '0.8', '--steps', '1', '--batch-size', '1',
+                 '--sample-every', '0', '--eval-samples', '0', '--no-progress', '--threads', '1',
+                 '--out', str(tmp_path)]) == 0
+    err = [l for l in capsys.readouterr().err.splitlines() if 'gain' in l]
+    assert len(err) == 1 and err[0].startswith('boot-nb distill: warning: A copy of this epsilon teacher has gain'), err
+    assert 'at --t-max 0.8' in err[0] and 'Leave --t-max unset for the default --t-max 0.6746' in err[0], err
+    assert not re.search(r'`|t_max|UserWarning|\.py:\d', err[0]), err
