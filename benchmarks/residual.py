@@ -20,7 +20,13 @@ def read_run(folder):
     log = folder / 'log.jsonl'
     if not log.is_file():
         raise SystemExit(f'residual.py: {str(folder)!r} holds no log.jsonl: give the out_dir of a run.')
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    rows = []
+    for i, line in enumerate(lines):
+        try: rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1: break          # a run killed while writing: its last line is cut short
+            raise SystemExit(f'residual.py: line {i + 1} of {str(log)!r} is not JSON: the log is damaged.') from None
     rows = [{k: r[k] for k in ('step', 't_bins', 'bs_by_t', 'bc_fixed')} for r in rows if 'bs_by_t' in r]
     if not rows:
         raise SystemExit(f'residual.py: {str(log)!r} has no diagnostics: '

@@ -43,3 +43,10 @@ def test_tables_and_figure_from_the_logs(tmp_path, capsys):
     with pytest.raises(SystemExit, match='has no diagnostics: run distill with diagnose_every > 0'):
         residual.main([f'b={tmp_path / "b"}', '--out', str(tmp_path / 'r2' / 'x')])
     with pytest.raises(SystemExit, match='give each run as NAME=FOLDER'): residual.main([str(tmp_path / 'a')])
+    log_path = tmp_path / 'a' / 'log.jsonl'
+    log_path.write_text(log_path.read_text() + '{"step": 5, "lo')          # killed mid-line: that line is left out
+    residual.main([f'ring={tmp_path / "a"}', '--out', str(tmp_path / 'r3' / 'residual')])
+    assert json.loads((tmp_path / 'r3' / 'residual.json').read_text()) == runs
+    log_path.write_text('{"step": \n' + log_path.read_text())
+    with pytest.raises(SystemExit, match='line 1 of .* is not JSON: the log is damaged'):
+        residual.main([f'ring={tmp_path / "a"}', '--out', str(tmp_path / 'r4' / 'residual')])
