@@ -1,4 +1,4 @@
-r"""GPU check: the two tutorials' real paths, end to end, in under 10 minutes on one GPU.
+r"""GPU check: the two tutorials' real paths, end to end, in under 10 minutes on a machine with a CUDA GPU.
 
 Loads `google/ddpm-cifar10-32`, distils it for a few hundred steps with the paper's recipe (LPIPS, bf16, checkpoints,
 then a resumed run to show a disconnect costs nothing), and measures FID and KID (torchmetrics, Inception v3) of the
@@ -11,7 +11,8 @@ guidance, a copy with gradient checkpointing distilled for a few dozen steps in 
 CLIP score (torchmetrics, CLIP ViT-B/16) of the student and the teacher's guided DDIM-25 on the same prompts and noise,
 with their samples/s. `--path cifar10` or `--path text` runs one of the two.
 
-With internet (the teacher, AlexNet for LPIPS, the Inception weights and CIFAR-10 download on first use):
+On a machine with a CUDA GPU and internet (the teacher, AlexNet for LPIPS, the Inception weights and CIFAR-10
+download on first use):
 
     python benchmarks/gpu_check.py                   # about 5-10 minutes on one H100 / A100 (estimate)
 

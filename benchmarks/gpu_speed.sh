@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# The GPU rows of benchmarks/speed.py in one go, on a machine with torch, accelerate, transformers but no diffusers and no
-# internet: it installs the wheels carried in .whl/ (diffusers as in our venv, lpips; safetensors if the machine's is older
-# than diffusers needs) into /tmp/site, then runs
+# The GPU rows of benchmarks/speed.py in one go, on a machine with a CUDA GPU, torch, accelerate and transformers but
+# possibly no diffusers and no index to install from: it installs the wheels carried in .whl/ (diffusers as in our venv,
+# lpips; safetensors if the machine's is older than diffusers needs) into $SITE (default /tmp/site), then runs
 #   digits (the README run, batch 32) in fp32 and bf16, cifar10-sized (35.7M, batch 128) in bf16, digits bf16 compiled with
 #   CUDA graphs (--cudagraphs: does replaying graphs take the host out of the digits step?), cifar10-sized bf16 with --compile,
 #   and cifar10-sized in fp32 (compiling is the slow, uncertain part: the compiled rows skip sampling; fp32 is least needed);
 #   the eager bf16 rows and digits fp32 also profile 5 steps (--profile: time by kind of op, an idle GPU, a bf16 matmul for scale),
 # each writing speed-gpu-<row>.json and .log to $OUT (default benchmarks/results). At most ~6 minutes (TOTAL, plus the install).
-# The wheels, once, here (.whl/ is git-ignored through .git/info/exclude):
+# The wheels, once, on a machine with an index (.whl/ is git-ignored through .git/info/exclude):
 #   echo /.whl/ >> .git/info/exclude
 #   w='--no-deps --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64
 #      --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64'
 #   pip download $w -d .whl diffusers==0.42.1 lpips && pip download $w -d .whl/if-old safetensors==0.8.0
-# On a machine with a CUDA GPU and no index to install from, with the .whl/ folder copied beside the repository:   bash benchmarks/gpu_speed.sh
+# Then, on the machine with a CUDA GPU, with the .whl/ folder beside the repository:   bash benchmarks/gpu_speed.sh
 # A quick check of this script's logic on the CPU (tiny sizes, a few steps):   SPEED_TINY=1 OUT=/tmp/o bash benchmarks/gpu_speed.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -42,7 +42,7 @@ else
     common=(--device cuda --steps 20); digits_batch=32; cifar=(--teacher cifar10-sized --batch-size 128); sample=()
     graphs=(--compile --cudagraphs)
 fi
-TOTAL=${TOTAL:-330}      # all rows together stay under this many seconds; TOTAL=540 gives the compiled rows more room (a device command may run 600)
+TOTAL=${TOTAL:-330}      # all rows together stay under this many seconds; TOTAL=540 gives the compiled rows more room
 
 failed=0
 row() {      # row LIMIT NAME ARGS...: one speed.py run of at most LIMIT s, its table in NAME.log, its results in NAME.json

@@ -1,6 +1,7 @@
-"""benchmarks/speed.py on a tiny CPU run: its JSON has every figure, each ratio is computed from its own measurements,
-and its frozen old step computes what the library's step computes."""
+"""benchmarks/speed.py on a tiny CPU run: its JSON has every figure, each ratio is computed from its own measurements
+(paired by round), the parts it replays do the step's work, and its tables show what the JSON holds."""
 import importlib.util, json, math, os, statistics, subprocess, sys
+from argparse import Namespace
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / 'benchmarks' / 'speed.py'
 B = 2
-PARTS = ('teacher', 'student_forward', 'student_forward_backward', 'optimizer')
 
 
 def _speed():
@@ -34,66 +34,72 @@ def result(tmp_path_factory):
 def test_fields(result):
     r, stdout, _ = result
     assert r['command'].startswith('python benchmarks/speed.py --device cpu')
-    assert (r['config']['threads'] == {'old': 1, 'new': 1} and r['config']['batch_size'] == B
-            and r['config']['steps'] == 3)
-    for side in ('old', 'new'):
-        d = r[side]
-        assert len(d['step_s_blocks']) == 3 and all(t > 0 for t in d['step_s_blocks'])
-        assert set(d['parts_s']) == set(PARTS) and all(len(d['parts_s_blocks'][k]) == 3 for k in PARTS)
-        assert d['flops'] > 0 and d['tflops_per_s'] > 0
+    assert r['config']['threads'] == 1 and r['config']['batch_size'] == B and r['config']['steps'] == 3
+    assert 'old' not in r and 'new' not in r       # the library's step only
+    d = r['step']
+    assert len(d['step_s_blocks']) == 3 and all(t > 0 for t in d['step_s_blocks'])
+    assert set(d['parts_s']) == set(_speed().PARTS) and all(len(v) == 3 for v in d['parts_s_blocks'].values())
+    assert d['flops'] > 0 and d['tflops_per_s'] > 0
     assert r['peak_memory_bytes'] > 0 and 'ru_maxrss' in r['peak_memory_note']
     s = r['sampling']
     assert s['batch'] == 2 and s['ddim_steps'] == 2 and s['one_step_s'] > 0 and s['ddim_s'] > 0
-    assert 'x faster' in stdout and 'step / sum of parts' in stdout and 'DDIM-2' in stdout
+    assert len(s['ddim_s_rounds']) == 3 and all(len(x) == 3 for x in s['one_step_s_rounds'])
+    assert 'step / sum of parts' in stdout and 'student one-step vs teacher DDIM-2' in stdout
 
 
 def test_ratios_are_its_own(result):
+    "Each figure is the median of its blocks; each ratio the median over rounds of the two figures measured together."
     r, *_ = result
-    for side in ('old', 'new'):
-        d = r[side]
-        assert d['step_s'] == statistics.median(d['step_s_blocks'])
-        for k in PARTS: assert d['parts_s'][k] == statistics.median(d['parts_s_blocks'][k])
-        assert math.isclose(d['parts_sum_s'], sum(d['parts_s'].values()))
-        assert math.isclose(d['step_over_parts'], d['step_s'] / d['parts_sum_s'])
-        assert math.isclose(d['tflops_per_s'], d['flops'] / d['step_s'] / 1e12)
-    o, n = r['old']['step_s_blocks'], r['new']['step_s_blocks']       # paired by round: blocks that ran back to back
-    assert math.isclose(r['new_vs_old_speedup'], statistics.median([o[k] / n[k] for k in range(3)]))
+    d = r['step']
+    assert d['step_s'] == statistics.median(d['step_s_blocks'])
+    for k, v in d['parts_s_blocks'].items(): assert d['parts_s'][k] == statistics.median(v)
+    assert math.isclose(d['parts_sum_s'], sum(d['parts_s'].values()))
+    sums = [sum(v[i] for v in d['parts_s_blocks'].values()) for i in range(3)]
+    assert math.isclose(d['step_over_parts'], statistics.median([d['step_s_blocks'][i] / sums[i] for i in range(3)]))
+    assert math.isclose(d['tflops_per_s'], d['flops'] / d['step_s'] / 1e12)
     s = r['sampling']
+    assert s['one_step_s'] == statistics.median([x for rnd in s['one_step_s_rounds'] for x in rnd])
+    assert s['ddim_s'] == statistics.median(s['ddim_s_rounds'])
     assert (math.isclose(s['one_step_samples_per_s'], 2 / s['one_step_s'])
             and math.isclose(s['ddim_samples_per_s'], 2 / s['ddim_s']))
-    assert math.isclose(s['one_step_over_ddim'], s['ddim_s'] / s['one_step_s'])
+    assert math.isclose(s['one_step_over_ddim'], statistics.median(
+        [m / statistics.median(o) for m, o in zip(s['ddim_s_rounds'], s['one_step_s_rounds'])]))
 
 
-def test_markdown(result):
-    "The README table is made from the JSON: its row shows the figures the JSON holds."
+def test_markdown(result, tmp_path):
+    "The page's table is made from the JSON: its row shows the figures the JSON holds; an old-vs-new record is refused."
     r, _, path = result
     row = subprocess.run([sys.executable, str(SCRIPT), '--markdown', str(path)], capture_output=True, text=True,
                          check=True).stdout.splitlines()[-1]
-    assert (f"| {r['old']['step_s'] * 1e3:.1f} | {r['new']['step_s'] * 1e3:.1f} | {r['new_vs_old_speedup']:.2f}x |"
-            in row)
+    d, s = r['step'], r['sampling']
+    assert f"| digits, {B} | no | {d['step_s'] * 1e3:.1f} | {d['step_over_parts']:.2f} |" in row
+    assert f"DDIM-2 ({s['one_step_over_ddim']:.1f}x, batch 2) |" in row
+    old = tmp_path / 'old.json'
+    old.write_text(json.dumps({'old': {}, 'new': {}, 'new_vs_old_speedup': 1.}))
+    run = subprocess.run([sys.executable, str(SCRIPT), '--markdown', str(old)], capture_output=True, text=True)
+    assert run.returncode == 2 and 'a record of the old-vs-new comparison' in run.stderr
 
 
 def test_recorded_calls(result):
-    """The old step calls the teacher three times at B, the student without grad at B and with grad at 2B; both steps
-    count the same FLOPs."""
+    "The step evaluates the teacher three times a sample (Heun twice, the boundary once), the student at B and 2B."
     r, *_ = result
-    assert r['old']['teacher_calls'] == [B, B, B]
-    assert r['old']['student_calls'] == [[B, 'no grad'], [2 * B, 'grad']]
-    assert sum(r['new']['teacher_calls']) == 3 * B        # the same teacher evaluations, however batched
-    assert math.isclose(r['old']['flops'], r['new']['flops'], rel_tol=1e-6)
+    assert sum(r['step']['teacher_calls']) == 3 * B
+    assert r['step']['student_calls'] == [[B, 'no grad'], [2 * B, 'grad']]
 
 
-def test_old_step_computes_what_the_library_computes():
-    "The frozen old step and `Distiller.train_step` give the same losses from the same seed and the same teacher copy."
+def test_parts_do_the_steps_work():
+    "The parts, replayed from one recorded step, count the FLOPs of a whole step: nothing of the step is left out."
+    from torch.utils.flop_counter import FlopCounterMode
     speed = _speed()
-    from boot_nb.train import DistillConfig, Distiller
     torch.set_num_threads(1)
-    teacher = speed.make_teacher('digits')
-    old = speed.OldStep(speed.copy.deepcopy(teacher), batch_size=B, lr=1e-3)
-    new = Distiller(teacher,
-                    config=DistillConfig(batch_size=B, lr=1e-3, mixed_precision='no', cpu=True, steps=speed.RUN_STEPS))
-    for step in range(2):       # the second step also checks that both updated the student alike
-        torch.testing.assert_close(old.train_step(step), new.train_step(step), rtol=1e-4, atol=1e-6)
+    args = Namespace(batch_size=B, lr=1e-3, mixed_precision='no', compile=False, device='cpu', threads=1,
+                     cudagraphs=False)
+    step = speed.Step(speed.make_teacher('digits'), args)
+    flops = sum(speed.count_flops(step, 'cpu', False).values())
+    with FlopCounterMode(display=False) as fc:
+        for fn in speed.part_fns(step, 'cpu').values(): fn()
+    assert flops > 0 and fc.get_total_flops() == flops
+    assert step.next == 1       # count_flops ran one step of the library
 
 
 def test_profile(result):
@@ -104,13 +110,13 @@ def test_profile(result):
     assert p['steps'] == 2 and list(p['kinds']) == [k for k, _ in speed.KINDS] + [speed.OUTSIDE]
     # nothing counted twice, nothing left out
     assert math.isclose(sum(d['s'] for d in p['kinds'].values()), p['wall_s'])
-    assert sum(d['flops'] for d in p['kinds'].values()) == r['new']['flops']
+    assert sum(d['flops'] for d in p['kinds'].values()) == r['step']['flops']
     for k in ('convolution forward', 'convolution backward'):
         d = p['kinds'][k]
         assert d['s'] > 0 and d['flops'] > 0 and math.isclose(d['flops_per_s'], d['flops'] / d['s'])
     m = p['matmul']
     assert m['n'] >= 512 and m['dtype'] == 'float32' and m['flops_per_s'] > 0
-    assert 'profile of 2 new steps' in stdout and f"a {m['n']}x{m['n']} float32 matmul" in stdout
+    assert 'profile of 2 steps' in stdout and f"a {m['n']}x{m['n']} float32 matmul" in stdout
 
 
 def test_kinds_of_ops():
@@ -130,20 +136,20 @@ def test_kinds_of_ops():
         assert kind(op) == k, op
 
 
-def test_cudagraphs_flag(result):
-    "--cudagraphs is refused where it would measure nothing (no compile, no GPU, DDIM sampling); the tables name it."
-    base = [sys.executable, str(SCRIPT), '--teacher', 'digits', '--threads', '1', '--batch-size', str(B), '--steps',
-            '1', '--warmup', '0']
-    for extra, says in [(['--device', 'cpu', '--cudagraphs', '--sample-batch', '0'],
+def test_refusals_and_cudagraphs_label(result, capsys):
+    """--cudagraphs is refused where it would measure nothing (no compile, no GPU, DDIM sampling), --profile with
+    --compile; the tables name CUDA graphs."""
+    speed = _speed()
+    base = ['--device', 'cpu', '--teacher', 'digits', '--threads', '1', '--steps', '1', '--warmup', '0']
+    for extra, says in [(['--cudagraphs', '--sample-batch', '0'], '--cudagraphs needs --compile and --device cuda'),
+                        (['--cudagraphs', '--compile'], 'add --sample-batch 0'),
+                        (['--cudagraphs', '--compile', '--sample-batch', '0'],
                          '--cudagraphs needs --compile and --device cuda'),
-                        (['--device', 'cpu', '--cudagraphs', '--compile'], 'add --sample-batch 0'),
-                        (['--device', 'cpu', '--cudagraphs', '--compile', '--sample-batch', '0'],
-                         '--cudagraphs needs --compile and --device cuda')]:
-        run = subprocess.run(base + extra, cwd=ROOT, capture_output=True, text=True, timeout=600)
-        assert run.returncode == 2 and says in run.stderr, run.stderr[-2000:]
+                        (['--compile', '--profile', '2'], 'profile without --compile')]:
+        with pytest.raises(SystemExit) as e: speed.main(base + extra)
+        assert e.value.code == 2 and says in capsys.readouterr().err, extra
     r, *_ = result
     assert r['config']['cudagraphs'] is False
-    speed = _speed()
     graphs = {**r, 'config': {**r['config'], 'compile': True, 'cudagraphs': True}}
     assert ('| no, compile + CUDA graphs |' in speed.markdown([graphs])
             and 'compile True + CUDA graphs' in speed.table(graphs))
