@@ -41,7 +41,7 @@ def test_a_second_run_on_the_same_folder_is_refused_at_once(tmp_path):
     import subprocess, sys, textwrap
     holder = subprocess.Popen([sys.executable, '-c', textwrap.dedent(f'''
         import time
-        from boot_nb.train import run_lock
+        from boot_nb.checkpoints import run_lock
         with run_lock({str(tmp_path)!r}):
             print('locked', flush=True); time.sleep(60)''')], stdout=subprocess.PIPE, text=True)
     try:
