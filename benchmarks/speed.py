@@ -55,7 +55,8 @@ class Step:
     """The library's step (`Distiller`) with its step counter; without --threads on the thread count `distill` would
     choose. `begin` runs before each step and each part: a new iteration of CUDA graphs (--cudagraphs)."""
     def __init__(self, teacher, args):
-        from boot_nb.train import DistillConfig, Distiller, cpu_threads
+        from boot_nb.config import DistillConfig, cpu_threads
+        from boot_nb.train import Distiller
         self.distiller = d = Distiller(teacher, config=DistillConfig(
             batch_size=args.batch_size, lr=args.lr, mixed_precision=args.mixed_precision, compile=args.compile,
             cpu=args.device == 'cpu', steps=RUN_STEPS, threads=args.threads))

@@ -11,7 +11,7 @@ import argparse, importlib, json, math, os, re, sys, types, typing, warnings
 from contextlib import redirect_stdout
 from dataclasses import fields
 from pathlib import Path
-from .config import DistillConfig, check_out_dir, checkpoints
+from .config import DistillConfig, SettingError, SettingTypeError, check_out_dir, checkpoints, cpu_threads
 from .files import BOOTFileError, check_fields, is_number, read_json, shipped_teachers
 from .install import guard
 
@@ -57,8 +57,8 @@ def demo(out='boot_nb_demo', seed=0, n=1000):
 
 # %% ../nbs/09_cli.ipynb #c290aaa7
 _OPTION = {'out_dir': 'out'}                 # the one setting whose option is not its own name
-_SETTING = re.compile(r"(?<!\w)'([^']*)'(?!\w)|`(\w+)`(?!\w)(=True\b|=)?|`(\w+)`(?=\w)|"
-                      r"\b(\w+)(=True\b|=)|\b([a-z]+_\w+)\b")
+# kept for the text of modules that raise no SettingError: teacher and checkpoint errors, warnings, help, hints
+_SETTING = re.compile(r"(?<!\w)'([^']*)'(?!\w)|`(\w+)`(?!\w)(=True\b|=)?|\b(\w+)(=True\b|=)")
 
 def option(name):
     "The `boot-nb distill` option of the `DistillConfig` field `name`: --name-with-dashes (`out_dir` is --out)."
@@ -69,11 +69,9 @@ def cli_words(msg):
     --name, --name v."""
     names = {f.name for f in fields(DistillConfig)}
     def word(m):
-        name, eq = ((m[1], None) if m[1] else (m[2], m[3]) if m[2] else (m[4], None) if m[4] else (m[5], m[6]) if m[5]
-                    else (m[7], None))
+        name, eq = (m[1], None) if m[1] else (m[2], m[3]) if m[2] else (m[4], m[5])
         if name not in names: return m[0]                     # quoted text (a path, a value) stays as it is
         if m[1]: return repr(option(name))                    # a quoted name, as in a dict of changed settings
-        if m[4]: return name                                  # a word made of a name: a `resume`d run
         value_next = eq == '=' and m.end() < len(m.string) and m.string[m.end()] not in ' .,;:)'
         return option(name) + (' ' if value_next else '')
     # an indented line is code to run
@@ -220,11 +218,11 @@ def check_args(args):
                                 'the path.')
     # checks its fields
     try: c = DistillConfig(**{f.name: getattr(args, f.name) for f in fields(DistillConfig)} | {'prompts': prompts})
-    except TypeError as e:
+    except SettingTypeError as e:
         # a value of the wrong type: only a recorded one can be (argparse converts what is given)
         if not recorded: raise
-        raise BOOTFileError(Path(args.out_dir) / RUN_RECORD, f'records a setting of the wrong type ({e})',
-                            _RECORD_FIX) from None
+        raise BOOTFileError(Path(args.out_dir) / RUN_RECORD, f'records a setting of the wrong type '
+                            f'({e.words(option)})', _RECORD_FIX) from None
     if args.eval_samples < 0 or args.eval_samples == 1:
         raise ValueError(f'--eval-samples must be 0 (no quality table) or at least 2, got {args.eval_samples}.')
     for name in ('hidden', 'depth'):
@@ -251,7 +249,8 @@ def distill_command(args):
     from boot_nb.quality import quality_report
     from boot_nb.student import MLPStudent
     from boot_nb.teachers import load_teacher
-    from boot_nb.train import cpu_threads, distill, run_lock
+    from boot_nb.checkpoints import run_lock
+    from boot_nb.train import distill
     state = PartialState(cpu=c.cpu)
     teacher, student = load_teacher(args.teacher), None
     if args.teacher in EXACT_TEACHERS:
@@ -399,7 +398,6 @@ def eval_command(args):
     from boot_nb.quality import quality_report
     from boot_nb.student import load_student
     from boot_nb.teachers import load_teacher
-    from boot_nb.train import cpu_threads
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     device = _device(args.device)
     if not Path(args.student).is_dir():
@@ -451,6 +449,9 @@ def main(argv=None):
         parser.exit(130, f'{parser.prog}: interrupted' + (f'; the last checkpoint is step {found[-1][0]}: run the '
                                                           'command again with --resume to continue.' if found else '.')
                     + '\n')
+    except SettingError as e:                                       # it knows its setting: say it as the option
+        if debug: raise
+        parser.exit(2, f'{parser.prog}: error: {e.words(option)}\n')
     except (FloatingPointError, RuntimeError, MemoryError) as e:     # the run failed, not the arguments
         from boot_nb.train import out_of_memory
         if debug or not (isinstance(e, FloatingPointError) or out_of_memory(e)): raise

@@ -78,7 +78,7 @@ BAD = [  # (arguments, what the one line must say); every one is caught before t
     (['--steps', '0'], '--steps must be an integer >= 1, got 0.'),
     (['--batch-size', 'x'], "argument --batch-size: invalid int value: 'x'"),
     (['--solver', 'euler'], "argument --solver: invalid choice: 'euler'"),
-    (['--t-min', '0.5', '--t-max', '0.5'], 'Need 0 <= --t-min < --t-max <= 1, got --t-min 0.5, --t-max 0.5.'),
+    (['--t-min', '0.5', '--t-max', '0.5'], '--t-min 0.5 must be below --t-max 0.5.'),
     (['--guidance', '2'], '--guidance needs a context set: pass --labels or --prompts.'),
     (['--labels', '1', '--prompts', 'a cat'], 'Pass --prompts or --labels, not both.'),
     (['--lr', '0'], '--lr must be > 0'),
@@ -107,6 +107,29 @@ def test_bad_input_is_one_line_in_cli_words_before_anything_loads(tmp_path, caps
     assert err.count('\n') == 1 and err.startswith('boot-nb distill: error: ') and message in err, err
     # Python's words
     assert not re.search(r'`|\b\w+=(True\b|[\d.]|$)|\b(t_min|t_max|out_dir|batch_size|eval_samples)\b', err), err
+
+
+SAID = [  # (arguments, the one line): refused by DistillConfig, check_out_dir and, after the teacher loads, resolve
+    (['--steps', '0'], '--steps must be an integer >= 1, got 0.'),
+    (['--t-min', '0.5', '--t-max', '0.5'], '--t-min 0.5 must be below --t-max 0.5.'),
+    (['--out', 'RUN'],
+     'already holds checkpoints (last: step 4): pass --resume to continue that run, or choose another --out.'),
+    (['--teacher', 'digits-rgb', '--t-min', '0.7'],
+     "--t-min 0.7 must be below --t-max 0.6746 (the teacher's default)."),
+]
+
+@pytest.mark.parametrize('args, message', SAID, ids=[' '.join(a) for a, _ in SAID])
+def test_a_refused_setting_is_said_as_its_option_without_rewriting(tmp_path, capsys, monkeypatch, args, message):
+    "A `SettingError` knows its setting: the command says it as the option, with `cli_words` (a regex) out of the way."
+    monkeypatch.setattr(boot_nb.cli, 'cli_words', lambda msg: msg)
+    (tmp_path / 'RUN' / 'checkpoints' / 'step-00000004').mkdir(parents=True)
+    args = [str(tmp_path / a) if a == 'RUN' else a for a in args]
+    with pytest.raises(SystemExit) as e:
+        main(['distill', '--teacher', 'gmm2d', '--out', str(tmp_path / 'out'), *args])
+    # the lines but diffusers' bar of a teacher that loads
+    err = [l for l in capsys.readouterr().err.splitlines() if l.strip() and 'Loading pipeline components' not in l]
+    assert e.value.code == 2 and len(err) == 1 and err[0].startswith('boot-nb distill: error: '), err
+    assert message in err[0] and not re.search(r'\w=', err[0]), err
 
 
 # The command as a process: which of torch, torchvision and diffusers it imported, printed as it exits.
@@ -157,9 +180,9 @@ def test_errors_only_the_teacher_can_tell_are_one_line_too(tmp_path, capsys, mon
 def test_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
     "--debug, or BOOT_NB_DEBUG=1, lets the exception (and so its traceback) through for a bug report."
     args = ['distill', '--teacher', 'gmm2d', '--out', str(tmp_path), '--steps', '0']
-    with pytest.raises(ValueError, match='`steps` must be an integer'): main([*args, '--debug'])
+    with pytest.raises(ValueError, match='steps= must be an integer'): main([*args, '--debug'])
     monkeypatch.setenv('BOOT_NB_DEBUG', '1')
-    with pytest.raises(ValueError, match='`steps` must be an integer'): main(args)
+    with pytest.raises(ValueError, match='steps= must be an integer'): main(args)
 
 
 def test_every_option_has_help_with_its_default(capsys):

@@ -4,6 +4,7 @@ import subprocess, sys
 import pytest
 import torch
 
+from boot_nb.config import SettingError, check_out_dir
 from boot_nb.train import DistillConfig, distill
 
 torch.set_num_threads(1)
@@ -11,7 +12,7 @@ torch.set_num_threads(1)
 
 @pytest.mark.parametrize('delta', [0., 1., 2., -0.1])
 def test_delta_is_a_step_in_time(delta):
-    with pytest.raises(ValueError, match=r'`delta` must be in \(0, 1\)'): DistillConfig(delta=delta)
+    with pytest.raises(ValueError, match=r'^delta= must be in \(0, 1\)'): DistillConfig(delta=delta)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='fp16 is refused only where there is no CUDA GPU')
@@ -47,12 +48,34 @@ def test_help_of_distillconfig_documents_every_field():
 
 @pytest.mark.parametrize('name, value', [('lr', 'abc'), ('beta', True), ('t_max', [1.]), ('guidance', 'x')])
 def test_a_number_of_the_wrong_type_is_one_line_naming_it(name, value):
-    with pytest.raises(TypeError, match=f'^`{name}` must be a number, got'): DistillConfig(**{name: value})
+    with pytest.raises(TypeError, match=f'^{name}= must be a number, got'): DistillConfig(**{name: value})
 
 
 @pytest.mark.parametrize('name, value', [('lr', float('nan')), ('delta', float('inf')), ('t_min', float('nan'))])
 def test_a_number_that_is_not_finite_is_one_line_naming_it(name, value):
-    with pytest.raises(ValueError, match=f'^`{name}` must be a finite number, got'): DistillConfig(**{name: value})
+    with pytest.raises(ValueError, match=f'^{name}= must be a finite number, got'): DistillConfig(**{name: value})
+
+
+REFUSED = [(dict(steps=0), 'steps'), (dict(lr='abc'), 'lr'), (dict(t_min=0.5, t_max=0.5), 't_min'),
+           (dict(guidance=2.), 'guidance'), (dict(labels=[1], prompts=['a']), 'labels'), (dict(solver='rk4'), 'solver')]
+
+@pytest.mark.parametrize('settings, name', REFUSED, ids=[str(s) for s, _ in REFUSED])
+def test_a_refused_setting_is_a_setting_error_that_names_it_as_a_keyword(settings, name):
+    with pytest.raises(SettingError) as e: DistillConfig(**settings)
+    assert isinstance(e.value, ValueError) and e.value.setting == name, e.value
+    assert f'{name}=' in str(e.value) and '`' not in str(e.value) and '--' not in str(e.value), e.value
+
+
+def test_settings_refused_later_are_setting_errors_too(tmp_path):
+    from types import SimpleNamespace
+    (tmp_path / 'file').write_text('')
+    with pytest.raises(SettingError, match="^out_dir='.*file' is a file") as e:
+        check_out_dir(DistillConfig(out_dir=str(tmp_path / 'file')))
+    assert e.value.setting == 'out_dir'
+    ddpm = SimpleNamespace(schedule=SimpleNamespace(num_train_timesteps=100), sample_shape=(2,))
+    with pytest.raises(SettingError, match="^t_min= must be at least the teacher's first training timestep") as e:
+        DistillConfig(t_min=0.005).resolve(ddpm, object(), 'cpu')
+    assert e.value.setting == 't_min'
 
 
 def test_cli_says_the_option(tmp_path):

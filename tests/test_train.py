@@ -116,19 +116,19 @@ class TextTeacher:
 
 
 @pytest.mark.parametrize('teacher, student, kw, message', [
-    (ring(), small(), dict(t_min=0.5, t_max=0.5), 't_min < t_max'),
-    (ring(), small(), dict(t_min=0.6, t_max=0.4), 't_min < t_max'),
-    (ring(), small(), dict(t_max=1.5), 't_min < t_max'),
-    (ring(), small(), dict(delta=0.), '`delta` must be in (0, 1)'),
-    (ring(), small(), dict(delta=-0.1), '`delta` must be in (0, 1)'),
-    (ring(), small(), dict(steps=0), '`steps` must be an integer >= 1'),
-    (ring(), small(), dict(batch_size=2.5), '`batch_size` must be an integer'),
-    (ring(), small(), dict(lr=0.), '`lr` must be > 0'),
-    (ring(), small(), dict(beta=-1.), '`beta` must be >= 0'),
-    (ring(), small(), dict(solver='rk4'), "`solver` must be 'heun' or 'ddim'"),
-    (ring(), small(), dict(loss='l1'), "`loss` must be 'l2' or 'lpips' or a callable"),
-    (ring(), small(), dict(mixed_precision='fp8'), "`mixed_precision` must be"),
-    (ring(), small(), dict(checkpoint_every=0), '`checkpoint_every` must be'),
+    (ring(), small(), dict(t_min=0.5, t_max=0.5), 't_min=0.5 must be below t_max=0.5.'),
+    (ring(), small(), dict(t_min=0.6, t_max=0.4), 't_min=0.6 must be below t_max=0.4.'),
+    (ring(), small(), dict(t_max=1.5), 't_max= must be in (0, 1], got 1.5.'),
+    (ring(), small(), dict(delta=0.), 'delta= must be in (0, 1)'),
+    (ring(), small(), dict(delta=-0.1), 'delta= must be in (0, 1)'),
+    (ring(), small(), dict(steps=0), 'steps= must be an integer >= 1'),
+    (ring(), small(), dict(batch_size=2.5), 'batch_size= must be an integer'),
+    (ring(), small(), dict(lr=0.), 'lr= must be > 0'),
+    (ring(), small(), dict(beta=-1.), 'beta= must be >= 0'),
+    (ring(), small(), dict(solver='rk4'), "solver= must be 'heun' or 'ddim'"),
+    (ring(), small(), dict(loss='l1'), "loss= must be 'l2' or 'lpips' or a callable"),
+    (ring(), small(), dict(mixed_precision='fp8'), "mixed_precision= must be"),
+    (ring(), small(), dict(checkpoint_every=0), 'checkpoint_every= must be'),
     (ring(), WrongShape(), {}, 'student returns shape (3,) per sample but the teacher makes samples of shape (2,)'),
     (ring(), nn.Linear(2, 2), {}, 'student failed'),
     (ring(), 'not a module', {}, '`student` must be an nn.Module'),
@@ -138,11 +138,11 @@ class TextTeacher:
     (ring(labels=[0, 0, 1, 1]), small(num_classes=2), dict(prompts=['a cat']), 'class labels: pass labels='),
     (ring(labels=[0, 0, 1, 1]), small(num_classes=2), dict(labels=[0, 7]), 'teacher failed on a test batch'),
     (ring(labels=[0, 0, 1, 1]), small(num_classes=2), dict(labels=[]), '`labels` is empty'),
-    (ring(labels=[0, 0, 1, 1]), small(num_classes=2), dict(guidance=2.), '`guidance` needs a context set'),
+    (ring(labels=[0, 0, 1, 1]), small(num_classes=2), dict(guidance=2.), 'guidance= needs a context set'),
     (ring(labels=[0, 0, 1, 1]), small(num_classes=2), dict(labels=[0], prompts=['a']), 'not both'),
     (TextTeacher(), small(), dict(labels=[0, 1]), 'takes text: pass prompts='),
     (ring(schedule=DiscreteSchedule(torch.linspace(0.99, 0.01, 100))), small(), dict(t_min=0.002),
-     "first training timestep"),
+     "t_min= must be at least the teacher's first training timestep, 1/100 = 0.01, got 0.002."),
 ])
 def test_bad_arguments_fail_before_any_step(tmp_path, teacher, student, kw, message):
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -294,8 +294,17 @@ def test_compile_trains_the_same_student(tmp_path):
     for k in plain: assert torch.allclose(plain[k], compiled[k], atol=1e-5), k
 
 
-def test_idle_cores_sees_a_busy_process_and_distill_leaves_its_core_alone(monkeypatch):
+def test_cpu_threads_lives_in_config_and_puts_torchs_setting_back():
     from boot_nb import config, train
+    assert train.cpu_threads is config.cpu_threads                  # re-exported for one release: it lived here
+    before = torch.get_num_threads()
+    with config.cpu_threads(config.DistillConfig(threads=before + 1), torch.device('cpu')) as n:
+        assert n == torch.get_num_threads() == before + 1
+    assert torch.get_num_threads() == before
+
+
+def test_idle_cores_sees_a_busy_process_and_distill_leaves_its_core_alone(monkeypatch):
+    from boot_nb import config
     if config.idle_cores() < 1.5: pytest.skip('other processes keep this machine too busy to see one more')
     spin = subprocess.Popen([sys.executable, '-c', 'while True: pass'])
     try:
@@ -308,8 +317,8 @@ def test_idle_cores_sees_a_busy_process_and_distill_leaves_its_core_alone(monkey
         torch.set_num_threads(4)
         for idle, want in [(3.8, 4), (1.2, 1), (0.1, 1), (6.0, 4)]:       # never more than torch's setting, at least 1
             monkeypatch.setattr(config, 'idle_cores', lambda idle=idle: idle)
-            with train.cpu_threads(train.DistillConfig(), torch.device('cpu')) as n: assert n == want, (idle, n)
-        with train.cpu_threads(train.DistillConfig(threads=3), torch.device('cpu')) as n: assert n == 3
+            with config.cpu_threads(config.DistillConfig(), torch.device('cpu')) as n: assert n == want, (idle, n)
+        with config.cpu_threads(config.DistillConfig(threads=3), torch.device('cpu')) as n: assert n == 3
         assert torch.get_num_threads() == 4                                  # put back after the run
     finally: torch.set_num_threads(before)
 
