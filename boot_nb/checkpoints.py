@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from .config import RESUMABLE, checkpoints
+from .config import RESUMABLE, DistillConfig, checkpoints
 from .files import BOOTFileError, check_fields, is_number, load_weights, parse_json, read_json
 from .quality import teacher_fingerprint
 from .schedules import schedule_config
@@ -206,6 +206,8 @@ def _check_resume(state, folder, c, fingerprint):
         raise ValueError(f'{str(folder)!r} is at step {state["step"]}, beyond `steps`={c.steps}: pass '
                          f'steps={state["step"]} or more to go on with that run, or choose another `out_dir`.')
     now, saved = c.saved(), state['config']
+    # a setting newer than the checkpoint was its default then
+    saved = {**{k: v for k, v in DistillConfig().saved().items() if k not in saved}, **saved}
     changed = {k: (saved.get(k), v) for k, v in now.items() if k not in RESUMABLE and saved.get(k) != v}
     if changed: raise ValueError(f'Cannot resume with different settings (saved, now): {changed}.')
     was = state.get('fingerprint') or {}             # checkpoints of an older boot_nb record none

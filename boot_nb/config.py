@@ -71,6 +71,8 @@ class DistillConfig:
                                          "reaches 10")
     beta: float = _setting(1., 'weight of the boundary loss (Algorithm 1, line 15)')
     solver: str = _setting('heun', 'the signal-ODE step of the bootstrapping target', choices=('heun', 'ddim'))
+    t_density: str = _setting('uniform', 'how t is drawn: uniform in t (Algorithm 1, line 5) or in lambda(t)',
+                              choices=('uniform', 'lambda'))
     r_min: float | None = _setting(None, 'floor of r in the 1/r^2 weight; None: the smallest r of a full step')
     loss: object = _setting('l2', 'the distance d: l2, lpips or a callable d(a, b) -> (B,)', choices=('l2', 'lpips'))
     lpips_net: str = _setting('alex', 'the LPIPS backbone', choices=('alex', 'vgg', 'squeeze'))

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from boot_nb.config import DistillConfig
 from boot_nb.exact import GaussianMixtureTeacher
 from boot_nb.sampling import one_step_sample
 from boot_nb.schedules import DiscreteSchedule, linear_schedule
@@ -84,6 +85,24 @@ def test_resume_continues_up_to_steps_and_rejects_changed_settings(tmp_path):
         distill(ring(), small(), out_dir=tmp_path / 'two', resume=True, **{**run, 'steps': 9, 'delta': 0.1})
     with pytest.raises(ValueError, match='resume=True'):
         distill(ring(), small(), out_dir=tmp_path / 'two', **RUN)
+
+
+def test_t_density_reaches_the_loss_and_a_checkpoint_from_before_it_resumes(tmp_path):
+    run = {**RUN, 'lr_schedule': 'constant'}
+    assert Distiller(ring(), small(), DistillConfig(**run)).loss.bs.density == 'uniform'
+    lam = distill(ring(), small(), out_dir=tmp_path / 'lam', **{**run, 't_density': 'lambda'})
+    uni = distill(ring(), small(), out_dir=tmp_path / 'uni', **run)
+    assert any(not torch.equal(a, b) for a, b in zip(lam.state_dict().values(), uni.state_dict().values()))
+    # a checkpoint written before the setting existed records none: it resumes as the default, 'uniform'
+    distill(ring(), small(), out_dir=tmp_path / 'old', **{**run, 'steps': 3})
+    for _, folder in checkpoints(tmp_path / 'old'):
+        state = json.loads((folder / 'state.json').read_text())
+        del state['config']['t_density']
+        (folder / 'state.json').write_text(json.dumps(state))
+    more = distill(ring(), small(), out_dir=tmp_path / 'old', resume=True, **run)
+    for a, b in zip(uni.state_dict().values(), more.state_dict().values()): assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="different settings.*'t_density': \\('uniform', 'lambda'\\)"):
+        distill(ring(), small(), out_dir=tmp_path / 'old', resume=True, **{**run, 'steps': 9, 't_density': 'lambda'})
 
 
 def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tmp_path):
