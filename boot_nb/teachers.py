@@ -4,11 +4,10 @@
 
 # %% auto #0
 __all__ = ['PREDICTION_TYPES', 'SUPPORTED_PIPELINES', 'TEACHER_FIX', 'output_coefficients', 'x0_from_output', 'PromptEncoder',
-           'DiffusersTeacher', 'LatentDiffusersTeacher', 'teacher_from_pipeline', 'hub_reachable', 'load_teacher',
-           'word_tokenizer', 'tiny_t5_encoder']
+           'DiffusersTeacher', 'LatentDiffusersTeacher', 'teacher_from_pipeline', 'hub_reachable', 'load_teacher']
 
 # %% ../nbs/03_teachers.ipynb #b42ab5e4
-import json, os, socket
+import importlib, json, os, socket
 from pathlib import Path
 from urllib.parse import urlparse
 import torch
@@ -297,24 +296,10 @@ def load_teacher(name_or_folder, device=None, dtype=None, *, scheduler=None, nul
                          f'found {what}. {_SUPPORTED} Save a pipeline with `pipeline.save_pretrained(folder)`.')
     return teacher.to(device).eval().requires_grad_(False)
 
-# %% ../nbs/03_teachers.ipynb #2ca2acf7
-def word_tokenizer(texts, max_length=77):
-    """A lower-casing word-level tokenizer over the words of `texts`, with T5's special tokens, as a
-    `PreTrainedTokenizerFast`."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-    words = sorted({w for t in texts for w in t.lower().split()})
-    vocab = {'<pad>': 0, '</s>': 1, '<unk>': 2, **{w: i + 3 for i, w in enumerate(words)}}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token='<unk>'))
-    tok.normalizer, tok.pre_tokenizer = normalizers.Lowercase(), pre_tokenizers.WhitespaceSplit()
-    tok.post_processor = processors.TemplateProcessing(single='$A </s>', special_tokens=[('</s>', 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token='<pad>', eos_token='</s>', unk_token='<unk>',
-                                   model_max_length=max_length)
+# %% ../nbs/03_teachers.ipynb #46259941
+_MOVED = {'word_tokenizer': 'teacher_training', 'tiny_t5_encoder': 'teacher_training'}
 
-def tiny_t5_encoder(vocab_size, d_model=64, seed=0):
-    "A randomly initialised (seeded), frozen `T5EncoderModel` of a tiny config: 2 layers, width `d_model`."
-    from transformers import T5Config, T5EncoderModel
-    cfg = T5Config(vocab_size=vocab_size, d_model=d_model, d_kv=d_model // 4, d_ff=2 * d_model, num_layers=2,
-                   num_heads=4, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
-    with torch.random.fork_rng(): torch.manual_seed(seed); enc = T5EncoderModel(cfg)
-    return enc.eval().requires_grad_(False)
+def __getattr__(name):
+    "The names that moved from here, imported from their home (which imports this module) only when used."
+    if name not in _MOVED: raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    return getattr(importlib.import_module(f'boot_nb.{_MOVED[name]}'), name)
