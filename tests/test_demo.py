@@ -3,7 +3,8 @@ import json, subprocess
 
 import pytest
 
-from boot_nb.cli import demo, main
+from boot_nb.cli import main
+from boot_nb.cli_jobs import demo
 
 
 @pytest.fixture(scope='module')
