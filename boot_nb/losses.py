@@ -133,7 +133,8 @@ class BSLoss:
 
     def _t_of_lambda(self, schedule, u):
         "The t in (t_min, t_max] whose lambda is the fraction `u` of the way from lambda(t_max) to lambda(t_min)."
-        if schedule is None: raise ValueError("density='lambda' draws t through the schedule's lambda: pass `schedule`.")
+        if schedule is None:
+            raise ValueError("density='lambda' draws t through the schedule's lambda: pass `schedule`.")
         if self._lam[0] is not schedule:
             # lambda on a fine grid, made to grow with t (schedules may use either sign); an infinite end (alpha = 0 at
             # t = 1) is cut at the last finite grid point
