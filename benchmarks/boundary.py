@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from boot_nb.quality import colour_gain
 from boot_nb.sampling import ddim_sample, heun_sample
 from boot_nb.student import convert_range, copy_gain, copy_t_max, default_t_max, make_student
 from boot_nb.teachers import load_teacher
@@ -59,13 +60,6 @@ def offsets(teacher, n=100, steps=50, seed=1):
 def colour(x):
     "Each image's per-channel mean, broadcast back to its pixels: the part of the image that is global colour."
     return x.mean((-2, -1), keepdim=True).expand_as(x)
-
-
-def colour_gain(eps, y):
-    "The least-squares slope of y's per-channel means on eps's, averaged over the channels."
-    X, Y = eps.mean((-2, -1)), y.mean((-2, -1))              # (n, channels)
-    X, Y = X - X.mean(0), Y - Y.mean(0)
-    return ((X * Y).sum(0) / X.pow(2).sum(0)).mean().item()
 
 
 def start_rms(teacher, n=64, seed=0, times=(0.002, 0.05, 0.2, 0.4)):

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['sample_batched', 'compare_to_ddim', 'quality_table', 'teacher_fingerprint', 'quality_cache_dir', 'quality_plot',
-           'quality_report']
+           'quality_report', 'colour_gain']
 
 # %% ../nbs/04b_quality.ipynb #9e6bc8c6
 import hashlib, json, os, types, warnings
@@ -205,3 +205,10 @@ def quality_report(teacher, student, out, n=500, seed=0, guidance=None, prompts=
     quality_plot(rows).savefig(out / 'quality.png', dpi=120, bbox_inches='tight')
     print(f'{table}\n\n{about}')
     return rows
+
+# %% ../nbs/04b_quality.ipynb #82641fb5
+def colour_gain(eps, y):
+    "The least-squares slope of `y`'s per-channel means on `eps`'s (both (B, C, H, W)), averaged over the channels."
+    X, Y = eps.mean((-2, -1)), y.mean((-2, -1))                 # (B, C)
+    X, Y = X - X.mean(0), Y - Y.mean(0)
+    return ((X * Y).sum(0) / X.pow(2).sum(0)).mean().item()
