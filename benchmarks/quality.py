@@ -24,6 +24,10 @@ longer one would make, so each row is what a run of that budget gives). It write
 markdown table and `budget.png` (quality against training samples, the teacher's DDIM-k as horizontal lines):
 
     python benchmarks/quality.py --cases digits-unet --budgets 1 2 4 --out benchmarks/results/budget.json
+
+Long budgets can take several sittings: with `--run-dir DIR` each case's run stays in DIR/<case> with the points
+measured so far, and the same command started again (after a kill, or with more budgets) resumes it exactly from its
+last checkpoint and trains only what it has not measured.
 """
 import argparse, json, platform, tempfile, time
 from pathlib import Path
@@ -115,7 +119,7 @@ def _start(case, seed):
     return teacher, None if case['student'] is None else MLPStudent(teacher.sample_shape, **case['student'])
 
 
-def run_case(name, case, seed=0, steps_scale=1., settings={}):
+def run_case(name, case, seed=0, steps_scale=1., settings={}, eval_seed=None):
     print(f'\n== {name}', flush=True)
     teacher, student = _start(case, seed)
     steps = max(1, round(case['steps'] * steps_scale))
@@ -125,7 +129,7 @@ def run_case(name, case, seed=0, steps_scale=1., settings={}):
                           **{'steps': steps, 'batch_size': case['batch_size'], 'lr': case.get('lr'), 'seed': seed,
                              **settings})
     train = {'wall_s': round(time.time() - t0, 1), 'cpu_s': round(time.process_time() - c0, 1)}
-    rows = evaluate(teacher, student, case, seed)
+    rows = evaluate(teacher, student, case, seed if eval_seed is None else eval_seed)
     print(quality_table(rows))
     by = {r['method']: r for r in rows}
     on = case.get('target_on', ('endpoint', case['metric']))
@@ -161,27 +165,39 @@ def readme_table(results):
     return '\n'.join(lines)
 
 
-def run_budgets(name, case, budgets, seed=0, steps_scale=1., settings={}):
+def run_budgets(name, case, budgets, seed=0, steps_scale=1., settings={}, run_dir=None):
     """One constant-lr run of `case`, evaluated after each budget (a multiple of the case's steps), resuming between
-    them."""
+    them. With `run_dir` the run's folder is kept there with the points measured so far (points.json): started again,
+    a killed or finished run goes on from its last checkpoint to the budgets it has not measured yet."""
     print(f'\n== {name}: budgets {budgets} x {case["steps"]} steps', flush=True)
     teacher, student = _start(case, seed)
-    base, points, t0 = max(1, round(case['steps'] * steps_scale)), [], time.time()
-    with tempfile.TemporaryDirectory() as out:
-        for i, b in enumerate(sorted(budgets)):
+    base, t0 = max(1, round(case['steps'] * steps_scale)), time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(run_dir) / name if run_dir else Path(tmp)
+        saved = out / 'points.json'
+        points = json.loads(saved.read_text()) if saved.exists() else []
+        done, offset = {p['budget'] for p in points}, points[-1]['wall_s'] if points else 0.
+        rows = None
+        for b in sorted(budgets):
+            if b in done: continue
             steps = round(base * b)
             student = distill(teacher, student, steps=steps, batch_size=case['batch_size'], lr=case.get('lr'),
                               seed=seed, out_dir=out, lr_schedule='constant', checkpoint_every=base, sample_every=0,
-                              progress=False, resume=i > 0, **settings)
+                              progress=False, resume=bool(points) or (out / 'checkpoints').exists(), **settings)
             rows = evaluate(teacher, student, case, seed)
             by = {r['method']: r for r in rows}
             points.append({'budget': b, 'steps': steps, 'samples': steps * case['batch_size'],
-                           'wall_s': round(time.time() - t0, 1), 'student': by[STUDENT]})
+                           'wall_s': round(offset + time.time() - t0, 1), 'student': by[STUDENT]})
+            if run_dir: saved.write_text(json.dumps(points, indent=1))
             print(f'{b:g}x ({steps} steps): ' +
                   ', '.join(f'{k} {v:.4g}' for k, v in by[STUDENT].items() if isinstance(v, float)), flush=True)
+        if rows is None:            # every budget measured before: the saved student, for the teacher's rows
+            from boot_nb.student_files import load_student
+            student = load_student(out / 'student')
+            rows = evaluate(teacher, student, case, seed)
     return {'steps': base, 'batch_size': case['batch_size'], 'lr': case.get('lr'), 'lr_schedule': 'constant',
             'settings': settings, 't_max': student.t_max, 'samples': case['n'],
-            'teacher': [r for r in rows if r['method'] != STUDENT], 'points': points}
+            'teacher': [r for r in rows if r['method'] != STUDENT], 'points': sorted(points, key=lambda p: p['budget'])}
 
 
 def budget_table(results):
@@ -228,6 +244,8 @@ def main(argv=None):
     p.add_argument('--out',
                    help='the JSON file (default: benchmarks/results/quality.json, or budget.json with --budgets)')
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--eval-seed', type=int, help='the evaluation noise and data of this seed (default: --seed): '
+                                                  'other training seeds on the same samples, for their spread')
     p.add_argument('--steps-scale', type=float, default=1., help='multiply every case\'s training steps (quick runs)')
     p.add_argument('--threads', type=int, default=1, help='torch CPU threads (default: %(default)s)')
     p.add_argument('--set', nargs='+', default=[], metavar='NAME=VALUE',
@@ -235,7 +253,10 @@ def main(argv=None):
                         'values read as Python literals)')
     p.add_argument('--budgets', type=float, nargs='+',
                    help='multiples of each case\'s steps: one constant-lr run evaluated after each')
+    p.add_argument('--run-dir', help='with --budgets: keep each case\'s run in RUN_DIR/<case>, so that the command '
+                                     'started again continues it (long budgets over several sittings)')
     args = p.parse_args(argv)
+    if args.budgets and args.eval_seed is not None: p.error('--eval-seed is for single runs, not --budgets')
     import ast
     settings = {k: ast.literal_eval(v) if v[:1] in '0123456789.-[(' or v in ('True', 'False', 'None') else v
                 for k, v in (a.split('=', 1) for a in args.set)}
@@ -246,9 +267,11 @@ def main(argv=None):
     machine = f'{platform.machine()} CPU, torch {torch.__version__}, {args.threads} thread(s)'
     start = time.time()
     for name in args.cases:
-        run = run_budgets(name, CASES[name], args.budgets, args.seed, args.steps_scale, settings) if args.budgets else \
-            run_case(name, CASES[name], args.seed, args.steps_scale, settings)
-        results['cases'][name] = {'machine': machine, 'seed': args.seed, **run}
+        run = run_budgets(name, CASES[name], args.budgets, args.seed, args.steps_scale, settings,
+                          args.run_dir) if args.budgets else \
+            run_case(name, CASES[name], args.seed, args.steps_scale, settings, args.eval_seed)
+        results['cases'][name] = {'machine': machine, 'seed': args.seed,
+                                  'eval_seed': args.seed if args.eval_seed is None else args.eval_seed, **run}
     results['cases'] = {k: results['cases'][k] for k in CASES if k in results['cases']}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))

@@ -4,10 +4,11 @@
 
 # %% auto #0
 __all__ = ['CHECKPOINT_FIX', 'EMA_NAME', 'step_generator', 'save_rng_states', 'load_rng_states', 'save_checkpoint',
-           'read_checkpoint_state', 'load_checkpoint', 'run_fingerprint', 'resume_checkpoint', 'run_lock', 'open_log']
+           'read_checkpoint_state', 'load_checkpoint', 'run_fingerprint', 'resume_checkpoint', 'run_lock',
+           'stop_on_interrupt', 'open_log']
 
 # %% ../nbs/07d_checkpoints.ipynb #c99a074e
-import hashlib, json, os, pickle, random, shutil, socket, time, warnings, zipfile
+import hashlib, json, os, pickle, random, shutil, signal, socket, threading, time, warnings, zipfile
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -18,7 +19,7 @@ from .config import RESUMABLE, DistillConfig, checkpoints
 from .files import BOOTFileError, check_fields, is_number, load_weights, parse_json, read_json
 from .quality import teacher_fingerprint
 from .schedules import schedule_config
-from .student import save_student
+from .student_files import save_student
 
 # %% ../nbs/07d_checkpoints.ipynb #8a530bb5
 def step_generator(seed, step, process=0, device=None, micro=0):
@@ -265,6 +266,21 @@ def run_lock(out_dir, enabled=True):
     _LOCKED.add(key)
     try: yield
     finally: _LOCKED.discard(key); fh.seek(0); fh.truncate(); fcntl.flock(fh, fcntl.LOCK_UN); fh.close()
+
+# %% ../nbs/07d_checkpoints.ipynb #cdd75163
+@contextmanager
+def stop_on_interrupt():
+    "Turn the first Ctrl-C (SIGINT) into a request to stop after the current step; a second one interrupts at once."
+    stop = []
+    # signals reach the main thread only; a process that ignores SIGINT (a script's background job) goes on ignoring it
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield stop; return
+    def handler(sig, frame):
+        stop.append(True)
+        signal.signal(signal.SIGINT, previous)
+    previous = signal.signal(signal.SIGINT, handler)
+    try: yield stop
+    finally: signal.signal(signal.SIGINT, previous)
 
 # %% ../nbs/07d_checkpoints.ipynb #518ed922
 def open_log(path, start):

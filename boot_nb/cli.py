@@ -6,24 +6,20 @@
 __all__ = ['RUN_RECORD', 'option', 'cli_words', 'add_distill_options', 'check_teacher', 'check_args', 'distill_command', 'main']
 
 # %% ../nbs/09_cli.ipynb #e86f8ff2
-import argparse, importlib, json, os, re, sys, types, typing, warnings
+import argparse, json, os, re, sys, types, typing, warnings
 from contextlib import redirect_stdout
 from dataclasses import fields
 from pathlib import Path
 from .config import DistillConfig, SettingError, SettingTypeError, check_out_dir, checkpoints, cpu_threads
 from .files import BOOTFileError, check_fields, is_number, read_json, shipped_teachers
-from .install import guard
+from .install import guard, moved
 
 # %% ../nbs/09_cli.ipynb #9942b6b6
-_MOVED = {'EXACT_TEACHERS': 'exact', 'ring_mixture': 'exact', 'mixture_8d': 'exact',
-          'teacher_by_name': 'teachers.load_teacher', 'quality_report': 'quality', 'quality_plot': 'quality',
-          'demo': 'cli_jobs', 'sample_command': 'cli_jobs', 'eval_command': 'cli_jobs'}
-
-def __getattr__(name):
-    "The names that moved from here, imported from their home (and torch with them) only when used."
-    if name not in _MOVED: raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
-    module, _, new = _MOVED[name].partition('.')
-    return getattr(importlib.import_module(f'boot_nb.{module}'), new or name)
+# re-exported for one release, imported from their home (and torch with them) only when used
+__getattr__ = moved(__name__, {'EXACT_TEACHERS': 'exact', 'ring_mixture': 'exact', 'mixture_8d': 'exact',
+                               'teacher_by_name': 'teachers.load_teacher', 'quality_report': 'quality',
+                               'quality_plot': 'quality', 'demo': 'cli_jobs', 'sample_command': 'cli_jobs',
+                               'eval_command': 'cli_jobs'})
 
 # %% ../nbs/09_cli.ipynb #c290aaa7
 _OPTION = {'out_dir': 'out'}                 # the one setting whose option is not its own name

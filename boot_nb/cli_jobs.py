@@ -106,7 +106,7 @@ def _student_sampler(folder, device):
     running code."""
     from boot_nb.pipeline import BOOTPipeline
     from boot_nb.sampling import one_step_sample
-    from boot_nb.student import load_student
+    from boot_nb.student_files import load_student
     folder = Path(folder)
     if not folder.is_dir(): raise FileNotFoundError(f'--student {str(folder)!r} is not a folder.')
     if (folder / 'model_index.json').exists():
@@ -171,7 +171,7 @@ def eval_command(args):
     check_teacher(args.teacher)
     guard()
     from boot_nb.quality import quality_report
-    from boot_nb.student import load_student
+    from boot_nb.student_files import load_student
     from boot_nb.teachers import load_teacher
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     device = _device(args.device)

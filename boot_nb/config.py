@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['RESUMABLE', 'SettingError', 'SettingTypeError', 'DistillConfig', 'make_config', 'idle_cores', 'cpu_thread_count',
-           'cpu_threads', 'resolved_precision', 'checkpoints', 'check_out_dir']
+           'cpu_threads', 'resolved_precision', 'out_of_memory', 'memory_errors', 'checkpoints', 'check_out_dir']
 
 # %% ../nbs/07c_config.ipynb #538b5f59
 import dataclasses, difflib, functools, math, os, re, shlex, string, tempfile, time
@@ -60,6 +60,8 @@ class DistillConfig:
                                       'you pass')
     lr_schedule: str = _setting('cosine', 'cosine: decay to 0 over `steps`; constant: hold it',
                                 choices=('cosine', 'constant'))
+    lr_warmup: int = _setting(0, 'steps over which the lr rises linearly to the schedule\'s, from 1/lr_warmup of it '
+                                 '(0: none)')
     weight_decay: float = _setting(0., 'AdamW weight decay')
     grad_clip: float = _setting(1., 'clip the gradient norm at this (0: no clipping)')
     ema_decay: float | None = _setting(None, "decay of an exponential moving average of the student's weights, which a "
@@ -102,9 +104,9 @@ class DistillConfig:
 
     def __post_init__(self):
         "Check what can be checked without the teacher."
-        for name in ('steps', 'batch_size', 'grad_accum', 'checkpoint_every', 'sample_every', 'sample_steps',
-                     'log_every', 'diagnose_every', 'seed'):
-            v, low = getattr(self, name), 0 if name in ('sample_every', 'diagnose_every', 'seed') else 1
+        for name in ('steps', 'batch_size', 'grad_accum', 'lr_warmup', 'checkpoint_every', 'sample_every',
+                     'sample_steps', 'log_every', 'diagnose_every', 'seed'):
+            v, low = getattr(self, name), 0 if name in ('lr_warmup', 'sample_every', 'diagnose_every', 'seed') else 1
             if not isinstance(v, int) or isinstance(v, bool) or v < low:
                 raise SettingError(name, '{' + name + '} must be an integer >= {low}, got {got!r}.', low=low,
                                    got=v)
@@ -230,6 +232,26 @@ def _resolve(self, teacher, student=None, device=None):
                                threads=cpu_thread_count(self, device.type))
 
 DistillConfig.resolve = _resolve
+
+# %% ../nbs/07c_config.ipynb #deaaf2b4
+def out_of_memory(e):
+    """Whether `e` is running out of memory: CUDA's `torch.OutOfMemoryError`, Python's `MemoryError`, or a CPU
+    allocation torch could not make."""
+    import torch                # loaded by then: torch made the error
+    return (isinstance(e, (torch.OutOfMemoryError, MemoryError))
+            or isinstance(e, RuntimeError) and "can't allocate memory" in str(e))
+
+@contextmanager
+def memory_errors(c):
+    "Running out of memory, on a GPU or the CPU, as one `torch.OutOfMemoryError` that names the setting to lower."
+    try: yield
+    except (RuntimeError, MemoryError) as e:
+        if not out_of_memory(e): raise
+        import torch
+        raise torch.OutOfMemoryError(f'Out of memory with `batch_size`={c.batch_size}: lower `batch_size` '
+                                     '(`grad_accum` keeps the update of a larger batch in the memory of a smaller '
+                                     'one); if even small batches do not fit, the teacher and student are too large '
+                                     'for this device.') from e
 
 # %% ../nbs/07c_config.ipynb #3236ce3e
 def checkpoints(out_dir):

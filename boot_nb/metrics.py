@@ -13,19 +13,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from .install import moved
 # re-exported for one release: the digit classifier moved to boot_nb.digits
 from .digits import (CLASSIFIER_DIR, DigitClassifier, classify, digit_features, digit_scores, digit_split,
                             load_digit_classifier, plot_digits, save_digit_classifier, train_digit_classifier)
 
-_MOVED_TO_QUALITY = ('sample_batched', 'compare_to_ddim', 'quality_table', 'teacher_fingerprint', 'quality_cache_dir',
-                     'quality_plot', 'quality_report')
-
-def __getattr__(name):
-    "`boot_nb.metrics.compare_to_ddim` and the other names that moved to boot_nb.quality still work for one release."
-    if name in _MOVED_TO_QUALITY:
-        import boot_nb.quality
-        return getattr(boot_nb.quality, name)
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+# re-exported for one release: they moved to boot_nb.quality (which imports this module)
+__getattr__ = moved(__name__, dict.fromkeys(['sample_batched', 'compare_to_ddim', 'quality_table',
+                                             'teacher_fingerprint', 'quality_cache_dir', 'quality_plot',
+                                             'quality_report'], 'quality'))
 
 # %% ../nbs/04_metrics.ipynb #fea971f4
 class FeatureInput(nn.Module):

@@ -16,7 +16,8 @@ from diffusers.utils.torch_utils import randn_tensor
 from fastcore.basics import patch
 from .files import BOOTFileError, load_pretrained, read_json
 from .sampling import one_step_sample
-from .student import BOOTStudent, build_student, check_student_config, student_config
+from .student import BOOTStudent
+from .student_files import build_student, check_student_config, student_config
 from .teachers import Cond, PromptEncoder
 
 # %% ../nbs/07b_pipeline.ipynb #99096df6
@@ -177,7 +178,7 @@ def __call__(self: BOOTPipeline, batch_size=1, generator=None, latents=None, pro
 def save_trained(student, teacher, folder):
     """Write a trained student to `folder`: `BOOTPipeline` layout for a diffusers UNet, else `save_student`'s; returns
     the folder."""
-    from boot_nb.student import save_student
+    from boot_nb.student_files import save_student
     # a text encoder to ship
     text_ok = student.cond_kind != 'text' or isinstance(getattr(teacher, 'prompts', None), PromptEncoder)
     if type(student.net).__name__ not in PIPELINE_COMPONENTS['unet'][1] or student.predict is None or not text_ok:

@@ -7,7 +7,7 @@ __all__ = ['PREDICTION_TYPES', 'SUPPORTED_PIPELINES', 'TEACHER_FIX', 'output_coe
            'DiffusersTeacher', 'LatentDiffusersTeacher', 'teacher_from_pipeline', 'hub_reachable', 'load_teacher']
 
 # %% ../nbs/03_teachers.ipynb #b42ab5e4
-import importlib, json, os, socket
+import os, socket
 from pathlib import Path
 from urllib.parse import urlparse
 import torch
@@ -15,7 +15,8 @@ import diffusers
 # the last three re-exported: they lived here
 from .conditioning import Cond, ContextSet, GuidedTeacher, context_set
 from .exact import EXACT_TEACHERS
-from .files import SHIPPED_TEACHERS, BOOTFileError, check_fields, is_number, read_json, shipped_teachers
+from .install import moved
+from .files import SHIPPED_TEACHERS, check_fields, is_number, read_json, shipped_teachers
 from .schedules import DiscreteSchedule
 
 # %% ../nbs/03_teachers.ipynb #867f5679
@@ -297,9 +298,5 @@ def load_teacher(name_or_folder, device=None, dtype=None, *, scheduler=None, nul
     return teacher.to(device).eval().requires_grad_(False)
 
 # %% ../nbs/03_teachers.ipynb #46259941
-_MOVED = {'word_tokenizer': 'teacher_training', 'tiny_t5_encoder': 'teacher_training'}
-
-def __getattr__(name):
-    "The names that moved from here, imported from their home (which imports this module) only when used."
-    if name not in _MOVED: raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
-    return getattr(importlib.import_module(f'boot_nb.{_MOVED[name]}'), name)
+# re-exported for one release: they moved to boot_nb.teacher_training (which imports this module)
+__getattr__ = moved(__name__, {'word_tokenizer': 'teacher_training', 'tiny_t5_encoder': 'teacher_training'})

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from boot_nb.sampling import one_step_sample
-from boot_nb.student import load_student
+from boot_nb.student_files import load_student
 from boot_nb.train import checkpoints, distill
 import boot_nb.config
 import boot_nb.train

@@ -13,7 +13,7 @@ import boot_nb.train
 from boot_nb.cli import main, option
 from boot_nb.exact import EXACT_TEACHERS
 from boot_nb.files import shipped_teachers
-from boot_nb.student import load_student
+from boot_nb.student_files import load_student
 from boot_nb.teachers import load_teacher
 from boot_nb.train import DistillConfig, Distiller, checkpoints
 

@@ -13,7 +13,8 @@ from boot_nb.cli import main
 from boot_nb.exact import GaussianMixtureTeacher
 from boot_nb.files import MAX_JSON_BYTES, BOOTFileError
 from boot_nb.schedules import linear_schedule
-from boot_nb.student import MLPStudent, load_student
+from boot_nb.student import MLPStudent
+from boot_nb.student_files import load_student
 from boot_nb.teachers import context_set, load_teacher
 from boot_nb.train import checkpoints, distill
 

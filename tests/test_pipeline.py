@@ -12,7 +12,7 @@ from PIL import Image
 from boot_nb.cli import main
 from boot_nb.pipeline import BOOTPipeline
 from boot_nb.sampling import one_step_sample
-from boot_nb.student import load_student
+from boot_nb.student_files import load_student
 from boot_nb.train import distill
 from boot_nb.teachers import load_teacher
 

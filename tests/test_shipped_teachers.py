@@ -5,7 +5,7 @@ import torch
 from boot_nb.cli import main
 from boot_nb.exact import digits
 from boot_nb.sampling import one_step_sample
-from boot_nb.student import load_student
+from boot_nb.student_files import load_student
 from boot_nb.teachers import SHIPPED_TEACHERS, load_teacher, shipped_teachers
 from boot_nb.teacher_training import LUMA, colour_digits, cifar10_scheduler, digit_luminance, evaluate_teacher
 

@@ -37,7 +37,7 @@ def test_copy_of_a_teacher_with_a_schedule_boot_nb_does_not_know(tmp_path):
     the same."""
     import diffusers
     from boot_nb.schedules import DiscreteSchedule
-    from boot_nb.student import load_student
+    from boot_nb.student_files import load_student
     from boot_nb.teachers import DiffusersTeacher
     torch.set_num_threads(1)
     ddpm = DiscreteSchedule.from_scheduler(diffusers.DDPMScheduler())

@@ -10,7 +10,8 @@ from boot_nb.config import DistillConfig
 from boot_nb.exact import GaussianMixtureTeacher
 from boot_nb.sampling import one_step_sample
 from boot_nb.schedules import DiscreteSchedule, linear_schedule
-from boot_nb.student import MLPStudent, load_student
+from boot_nb.student import MLPStudent
+from boot_nb.student_files import load_student
 from boot_nb.train import Distiller, checkpoints, distill
 
 torch.set_num_threads(1)
@@ -224,6 +225,19 @@ def test_cosine_learning_rate_resumes_exactly(tmp_path):
     lrs = [json.loads(l)['lr'] for l in (tmp_path / 'full' / 'log.jsonl').read_text().splitlines()]
     assert lrs[0] == 1e-3 and all(b < a for a, b in zip(lrs[:-1], lrs[1:]))
 
+
+
+def test_lr_warmup_rises_linearly_into_the_schedule_and_is_part_of_the_run(tmp_path):
+    run = {**RUN, 'lr_schedule': 'constant', 'lr_warmup': 4}
+    distill(ring(), small(), out_dir=tmp_path / 'warm', lr=1e-3, **run)
+    lrs = [json.loads(l)['lr'] for l in (tmp_path / 'warm' / 'log.jsonl').read_text().splitlines()]
+    assert lrs == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3], rel=1e-12)
+    cos = Distiller(ring(), small(), lr=1e-3, steps=10, lr_warmup=2)          # warm-up times the cosine
+    assert [cos.lr_at(k) for k in (0, 1)] == pytest.approx([5e-4, 1e-3 * 0.5 * (1 + math.cos(math.pi / 10))])
+    with pytest.raises(ValueError, match='different settings'):
+        distill(ring(), small(), out_dir=tmp_path / 'warm', resume=True, **{**run, 'lr_warmup': 2, 'steps': 8})
+    for bad in (-1, 1.5):
+        with pytest.raises(ValueError, match='lr_warmup= must be an integer >= 0'): DistillConfig(lr_warmup=bad)
 
 
 class Interrupting:

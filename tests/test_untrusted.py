@@ -8,7 +8,8 @@ import torch
 
 from boot_nb.exact import GaussianMixtureTeacher
 from boot_nb.files import BOOTFileError
-from boot_nb.student import BOOTStudent, MLPStudent, load_student, save_student
+from boot_nb.student import BOOTStudent, MLPStudent
+from boot_nb.student_files import load_student, save_student
 from boot_nb.train import checkpoints, distill
 
 torch.set_num_threads(1)
