@@ -72,6 +72,8 @@ class DistillConfig:
     t_max: float | None = _setting(None, "the noise end (boundary loss); None: 1, or where a teacher copy's gain "
                                          "reaches 10")
     beta: float = _setting(1., 'weight of the boundary loss (Algorithm 1, line 15)')
+    bc_share: float = _setting(1., 'share of each batch whose noise also gets the boundary loss (1: all, as '
+                                   'Algorithm 1)')
     solver: str = _setting('heun', 'the signal-ODE step of the bootstrapping target', choices=('heun', 'ddim'))
     t_density: str = _setting('uniform', 'how t is drawn: uniform in t (Algorithm 1, line 5) or in lambda(t)',
                               choices=('uniform', 'lambda'))
@@ -110,8 +112,8 @@ class DistillConfig:
             if not isinstance(v, int) or isinstance(v, bool) or v < low:
                 raise SettingError(name, '{' + name + '} must be an integer >= {low}, got {got!r}.', low=low,
                                    got=v)
-        for name in ('lr', 'weight_decay', 'grad_clip', 'ema_decay', 'delta', 't_min', 't_max', 'beta', 'r_min',
-                     'guidance'):
+        for name in ('lr', 'weight_decay', 'grad_clip', 'ema_decay', 'delta', 't_min', 't_max', 'beta', 'bc_share',
+                     'r_min', 'guidance'):
             v = getattr(self, name)
             # None: the default
             if v is None and name in ('lr', 'ema_decay', 't_min', 't_max', 'r_min', 'guidance'): continue
@@ -121,7 +123,8 @@ class DistillConfig:
                 raise SettingError(name, '{' + name + '} must be a finite number, got {got!r}.', got=v)
         for name, ok, want in [('lr', self.lr is None or self.lr > 0, '> 0'),
                                ('delta', 0 < self.delta < 1, 'in (0, 1), a step in time'),
-                               ('beta', self.beta >= 0, '>= 0'), ('grad_clip', self.grad_clip >= 0, '>= 0'),
+                               ('beta', self.beta >= 0, '>= 0'), ('bc_share', 0 < self.bc_share <= 1, 'in (0, 1]'),
+                               ('grad_clip', self.grad_clip >= 0, '>= 0'),
                                ('weight_decay', self.weight_decay >= 0, '>= 0'),
                                ('threads', self.threads is None or self.threads >= 1, '>= 1'),
                                ('r_min', self.r_min is None or 0 < self.r_min <= 1, 'in (0, 1]'),

@@ -214,29 +214,32 @@ class BCLoss:
 
 class BOOTLoss:
     """L = mean L^BS + beta * mean L^BC (Algorithm 1, line 15); returns a dict with the total 'loss' and the terms 'bs',
-    'bc'."""
+    'bc'. L^BC is taken on the first `bc_share` of the batch's noise (1: all of it, as Algorithm 1)."""
     def __init__(self, delta=0.15, t_min=0.002, t_max=1., beta=1., solver='heun', distance=l2, r_min=None,
-                 density='uniform'):
+                 density='uniform', bc_share=1.):
         if not beta >= 0: raise ValueError(f'`beta` must be >= 0, got {beta}.')
+        if not 0 < bc_share <= 1: raise ValueError(f'`bc_share` must be in (0, 1], got {bc_share}.')
         self.bs = BSLoss(delta, t_min, t_max, solver, distance, r_min, density)
-        self.bc, self.beta = BCLoss(t_max, distance), beta
+        self.bc, self.beta, self.bc_share = BCLoss(t_max, distance), beta, bc_share
 
     def __call__(self, student, teacher, eps, cond=None, generator=None):
         t, s = self.bs.times(len(eps), generator, eps.device, teacher.schedule)
-        t_max = torch.full_like(t, self.bc.t_max)
-        c = Cond(cond).repeat(len(eps))
-        # the conditions of the doubled batches below
-        twice = c.cat(c).value
+        n = len(eps)
+        m = n if self.bc_share == 1 else max(1, round(self.bc_share * n))        # the boundary's samples: eps[:m]
+        t_max, e_max = torch.full_like(t[:m], self.bc.t_max), eps[:m]
+        c = Cond(cond).repeat(n)
+        # the conditions of the batches of n + m below
+        twice = c.cat(c[:m]).value
         with torch.no_grad():
             y_t = _float(student(eps, t, cond))
             k = self.bs.coefs(teacher.schedule, t, s, y_t.dtype)             # the schedule, once per step
             x_t = per_sample(k.a_t, y_t) * y_t + per_sample(k.s_t, y_t) * eps
             # the solver's f~(x_t, t) and the boundary target f~(eps, t_max) need nothing of each other: one teacher
             # call
-            f_t, f_max = teacher(torch.cat([x_t, eps.to(x_t.dtype)]), torch.cat([t, t_max]), twice).chunk(2)
+            f_t, f_max = teacher(torch.cat([x_t, e_max.to(x_t.dtype)]), torch.cat([t, t_max]), twice).split([n, m])
             target_s = self.bs.step(teacher, y_t, eps, t, s, cond, f_t, k)
         # y_s and y_{t_max} in one call: one graph per step (what DistributedDataParallel expects), one bigger batch
-        y_s, y_max = student(torch.cat([eps, eps]), torch.cat([s, t_max]), twice).chunk(2)
+        y_s, y_max = student(torch.cat([eps, e_max]), torch.cat([s, t_max]), twice).split([n, m])
         bs = self.bs.weighted(teacher.schedule, y_s, target_s, t, s, k.r64).mean()
         bc = self.bc.distance(y_max, f_max).mean()
         return {'loss': bs + self.beta * bc, 'bs': bs, 'bc': bc}

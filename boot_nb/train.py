@@ -101,7 +101,8 @@ def _setup(d, teacher, student, config):
                            c.guidance).to(device)
     d.lr = c.lr if c.lr is not None else (1e-4 if is_copy else 1e-3)
     d.loss = BOOTLoss(c.delta, c.t_min, c.t_max, c.beta, c.solver,
-                      loss_distance(c.loss, teacher, c.lpips_net, c.lpips_weights), c.r_min, c.t_density)
+                      loss_distance(c.loss, teacher, c.lpips_net, c.lpips_weights), c.r_min, c.t_density,
+                      c.bc_share)
     if isinstance(d.loss.bs.distance, nn.Module): d.loss.bs.distance.to(device)
     _check_run(d, teacher, student)
     if c.compile:       # in place, so state_dict keys (and saved students) stay as they are

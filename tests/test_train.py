@@ -105,6 +105,23 @@ def test_t_density_reaches_the_loss_and_a_checkpoint_from_before_it_resumes(tmp_
     with pytest.raises(ValueError, match="different settings.*'t_density': \\('uniform', 'lambda'\\)"):
         distill(ring(), small(), out_dir=tmp_path / 'old', resume=True, **{**run, 'steps': 9, 't_density': 'lambda'})
 
+def test_bc_share_reaches_the_loss_and_changes_the_run_not_the_default(tmp_path):
+    run = {**RUN, 'lr_schedule': 'constant'}
+    assert Distiller(ring(), small(), DistillConfig(**run)).loss.bc_share == 1
+    sizes, inner = [], ring()
+    class Sizes:          # a teacher (not a boot_nb class) that records the batch size of each call
+        schedule, sample_shape = inner.schedule, inner.sample_shape
+        def __call__(self, x, t, cond=None): sizes.append(len(x)); return inner(x, t, cond)
+    quarter = distill(Sizes(), small(), out_dir=tmp_path / 'quarter', **{**run, 'bc_share': 0.25})
+    # the check's batch of 2, then each step's first call: its 16 noises at t and the boundary's 4 at t_max
+    assert sizes[0] == 2 and sizes.count(16 + 4) == RUN['steps'] and 2 * 16 not in sizes
+    full = distill(ring(), small(), out_dir=tmp_path / 'full', **run)
+    same = distill(ring(), small(), out_dir=tmp_path / 'same', **{**run, 'bc_share': 1.})
+    assert any(not torch.equal(a, b) for a, b in zip(quarter.state_dict().values(), full.state_dict().values()))
+    for a, b in zip(full.state_dict().values(), same.state_dict().values()): assert torch.equal(a, b)
+    with pytest.raises(ValueError, match='bc_share= must be in'): DistillConfig(bc_share=0)
+
+
 
 def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tmp_path):
     nan_teacher = Faulty(ring(), CALLS_BEFORE_STEP(5) + 1)      # f_t of step 5 is fine, f_s is NaN
