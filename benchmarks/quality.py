@@ -188,7 +188,9 @@ def run_budgets(name, case, budgets, seed=0, steps_scale=1., settings={}, run_di
             by = {r['method']: r for r in rows}
             points.append({'budget': b, 'steps': steps, 'samples': steps * case['batch_size'],
                            'wall_s': round(offset + time.time() - t0, 1), 'student': by[STUDENT]})
-            if run_dir: saved.write_text(json.dumps(points, indent=1))
+            if run_dir:               # written whole or not at all: a kill leaves the last complete list
+                tmp_file = saved.with_suffix('.tmp'); tmp_file.write_text(json.dumps(points, indent=1))
+                tmp_file.replace(saved)
             print(f'{b:g}x ({steps} steps): ' +
                   ', '.join(f'{k} {v:.4g}' for k, v in by[STUDENT].items() if isinstance(v, float)), flush=True)
         if rows is None:            # every budget measured before: the saved student, for the teacher's rows

@@ -225,21 +225,21 @@ class BOOTLoss:
     def __call__(self, student, teacher, eps, cond=None, generator=None):
         t, s = self.bs.times(len(eps), generator, eps.device, teacher.schedule)
         n = len(eps)
-        m = n if self.bc_share == 1 else max(1, round(self.bc_share * n))        # the boundary's samples: eps[:m]
+        m = max(1, round(self.bc_share * n))                  # the boundary's samples: eps[:m] (all at 1)
         t_max, e_max = torch.full_like(t[:m], self.bc.t_max), eps[:m]
         c = Cond(cond).repeat(n)
         # the conditions of the batches of n + m below
-        twice = c.cat(c[:m]).value
+        both = c.cat(c[:m]).value
         with torch.no_grad():
             y_t = _float(student(eps, t, cond))
             k = self.bs.coefs(teacher.schedule, t, s, y_t.dtype)             # the schedule, once per step
             x_t = per_sample(k.a_t, y_t) * y_t + per_sample(k.s_t, y_t) * eps
             # the solver's f~(x_t, t) and the boundary target f~(eps, t_max) need nothing of each other: one teacher
             # call
-            f_t, f_max = teacher(torch.cat([x_t, e_max.to(x_t.dtype)]), torch.cat([t, t_max]), twice).split([n, m])
+            f_t, f_max = teacher(torch.cat([x_t, e_max.to(x_t.dtype)]), torch.cat([t, t_max]), both).split([n, m])
             target_s = self.bs.step(teacher, y_t, eps, t, s, cond, f_t, k)
         # y_s and y_{t_max} in one call: one graph per step (what DistributedDataParallel expects), one bigger batch
-        y_s, y_max = student(torch.cat([eps, e_max]), torch.cat([s, t_max]), twice).split([n, m])
+        y_s, y_max = student(torch.cat([eps, e_max]), torch.cat([s, t_max]), both).split([n, m])
         bs = self.bs.weighted(teacher.schedule, y_s, target_s, t, s, k.r64).mean()
         bc = self.bc.distance(y_max, f_max).mean()
         return {'loss': bs + self.beta * bc, 'bs': bs, 'bc': bc}
