@@ -36,7 +36,8 @@ from boot_nb.metrics import (ImageDistances, RandomFeatures, cifar10_images, cli
                              save_tiny_clip)
 from boot_nb.quality import sample_batched
 from boot_nb.sampling import ddim_sample, one_step_sample
-from boot_nb.student import default_t_max, make_student
+from boot_nb.config import default_t_max
+from boot_nb.student import make_student
 from boot_nb.teacher_training import cifar10_standin
 from boot_nb.teachers import GuidedTeacher, context_set, load_teacher
 from boot_nb.train import distill

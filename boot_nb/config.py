@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['RESUMABLE', 'SettingError', 'SettingTypeError', 'DistillConfig', 'make_config', 'idle_cores', 'cpu_thread_count',
-           'cpu_threads', 'resolved_precision', 'out_of_memory', 'memory_errors', 'checkpoints', 'check_out_dir']
+           'cpu_threads', 'resolved_precision', 'default_t_max', 'out_of_memory', 'memory_errors', 'checkpoints',
+           'check_out_dir']
 
 # %% ../nbs/07c_config.ipynb #538b5f59
 import dataclasses, difflib, functools, math, os, re, shlex, string, tempfile, time
@@ -214,12 +215,19 @@ def resolved_precision(c):
     if c.mixed_precision != 'auto': return c.mixed_precision
     return 'bf16' if gpu and torch.cuda.is_bf16_supported() else 'no'
 
+def default_t_max(teacher, student=None):
+    """distill's t_max: `copy_t_max` (`07_student`) for a copy (`student` None) of a teacher with a `prediction_type`,
+    else 1; a `BOOTStudent` (one that distill returned, trained on) keeps its own."""
+    from boot_nb.student import BOOTStudent, copy_t_max
+    if isinstance(student, BOOTStudent): return student.t_max
+    ptype = getattr(teacher, 'prediction_type', None)
+    return copy_t_max(teacher.schedule, ptype) if student is None and ptype is not None else 1.
+
 def _resolve(self, teacher, student=None, device=None):
     """This config with `t_min`, `t_max`, `mixed_precision` and `threads` resolved for `teacher`, `student` (None: a
     copy of the teacher) and `device` (None: CUDA unless `cpu` or there is none); what is given is kept and checked
     against the teacher."""
     import torch
-    from boot_nb.student import default_t_max
     n = getattr(teacher.schedule, 'num_train_timesteps', None)
     t_min = self.t_min if self.t_min is not None else max(0.002, 1 / (n or 500))
     if n is not None and t_min < 1 / n - 1e-12:

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['MAX_GAIN', 'MIN_GAIN', 'MLPStudent', 'fp32_time_embedding', 'BOOTStudent', 'copy_gain', 'copy_t_max', 'convert_range',
-           'default_t_max', 'make_student']
+           'make_student']
 
 # %% ../nbs/07_student.ipynb #be8b1fd7
 import copy, inspect, math, warnings
@@ -122,13 +122,6 @@ def convert_range(schedule, prediction_type, t_max, min_gain=MIN_GAIN):
     t = _crossing(schedule, prediction_type, min_gain)
     return (t_max if t is None else min(math.ceil(t * 1e4) / 1e4, t_max)), t_max
 
-def default_t_max(teacher, student=None):
-    """distill's t_max: `copy_t_max` for a copy (`student` None) of a teacher with a `prediction_type`, else 1; a
-    `BOOTStudent` (one that distill returned, trained on) keeps its own."""
-    if isinstance(student, BOOTStudent): return student.t_max
-    ptype = getattr(teacher, 'prediction_type', None)
-    return copy_t_max(teacher.schedule, ptype) if student is None and ptype is not None else 1.
-
 # %% ../nbs/07_student.ipynb #c52040b3
 def make_student(teacher, student, t_min, t_max, kind, guidance):
     """The BOOTStudent to train: a copy of `teacher.net` run through `teacher.predict` with eq. (S) (student=None), or
@@ -159,7 +152,8 @@ def make_student(teacher, student, t_min, t_max, kind, guidance):
     return BOOTStudent(student, **info)
 
 # %% ../nbs/07_student.ipynb #9f342c92
-# re-exported for one release: saving and loading moved to boot_nb.student_files (which imports this module)
+# re-exported for one release: saving and loading moved to boot_nb.student_files (which imports this module),
+# distill's default t_max to boot_nb.config (its other defaults are there)
 __getattr__ = moved(__name__, dict.fromkeys(['STUDENT_CONFIG', 'STUDENT_FIX', 'MAX_PARAMETERS', 'student_config',
                                              'save_student', 'check_student_config', 'build_student',
-                                             'load_student'], 'student_files'))
+                                             'load_student'], 'student_files') | {'default_t_max': 'config'})

@@ -99,12 +99,14 @@ def _setup(d, teacher, student, config):
     is_copy = student is None or isinstance(student, BOOTStudent) and student.predict is not None
     student = make_student(teacher, student, c.t_min, c.t_max, cond_kind(teacher) if len(d.context) else None,
                            c.guidance).to(device)
+    # what a checkpoint records of this teacher and student, so that resuming with others is refused (07d_checkpoints)
+    d.fingerprint = run_fingerprint(teacher, student)
+    _check_run(d, teacher, student)
     d.lr = c.lr if c.lr is not None else (1e-4 if is_copy else 1e-3)
     d.loss = BOOTLoss(c.delta, c.t_min, c.t_max, c.beta, c.solver,
                       loss_distance(c.loss, teacher, c.lpips_net, c.lpips_weights), c.r_min, c.t_density,
                       c.bc_share)
     if isinstance(d.loss.bs.distance, nn.Module): d.loss.bs.distance.to(device)
-    _check_run(d, teacher, student)
     if c.compile:       # in place, so state_dict keys (and saved students) stay as they are
         student.compile()
         net = getattr(teacher, 'net', teacher)
@@ -190,7 +192,7 @@ def distill(teacher, student=None, config=None, **settings):
     if isinstance(teacher, (str, os.PathLike)): teacher = load_teacher(teacher)
     with memory_errors(c):
         d = Distiller(teacher, student, c)                                  # every check, before a file is touched
-        with run_lock(c.out_dir, enabled=d.accelerator.is_main_process): return _distill(teacher, d)
+        with run_lock(c.out_dir, enabled=d.accelerator.is_main_process): return _distill(d)
 
 # help(distill) and editors list every setting, written once in DistillConfig
 distill.__signature__ = inspect.Signature(
@@ -200,13 +202,13 @@ distill.__signature__ = inspect.Signature(
     + [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default) for f in fields(DistillConfig)])
 
 # %% ../nbs/08_train.ipynb #286f4340
-def _distill(teacher, d):
+def _distill(d):
     "The run of `distill` on a checked `Distiller`, under its output folder's lock."
     from tqdm.auto import tqdm
     acc, c, main = d.accelerator, d.config, d.accelerator.is_main_process
     out_dir = Path(c.out_dir)
-    start, last, fingerprint = _start(teacher, d)
-    grid, diag = _fixed_draws(teacher, d)
+    start, last = _start(d)
+    grid, diag = _fixed_draws(d)
     bar = tqdm(total=c.steps, initial=start, disable=not (c.progress and main), desc='BOOT', dynamic_ncols=True)
     t0, done = time.time(), start
     with cpu_threads(c, acc.device), stop_on_interrupt() as stop:
@@ -220,41 +222,40 @@ def _distill(teacher, d):
             bar.update(1)
             if done % c.checkpoint_every == 0 or done == c.steps or stop:
                 d.finite_check(last)
-                last = save_checkpoint(acc, done, c.saved(), out_dir, fingerprint=fingerprint, ema=d.ema)
+                last = save_checkpoint(acc, done, c.saved(), out_dir, fingerprint=d.fingerprint, ema=d.ema)
             if grid is not None and (done % c.sample_every == 0 or done == c.steps):
-                _sample_grid(teacher, d, grid, done)
+                _sample_grid(d, grid, done)
             if stop: break                                                  # line 16 (or a Ctrl-C)
     bar.close()
-    return _finish(teacher, d, done, last, stop)                            # line 17
+    return _finish(d, done, last, stop)                                     # line 17
 
 # %% ../nbs/08_train.ipynb #87f8a228
-def _start(teacher, d):
-    """(step, checkpoint, run fingerprint) the run starts from: the checkpoint it resumes, or step 0 and None; its
-    trackers started and its log cut to that step."""
+def _start(d):
+    """(step, checkpoint) the run starts from: the checkpoint it resumes, or step 0 and None; its trackers started and
+    its log cut to that step."""
     acc, c = d.accelerator, d.config
-    out_dir, fingerprint = Path(c.out_dir), run_fingerprint(teacher, acc.unwrap_model(d.student))
-    start, last = 0, None
+    out_dir, start, last = Path(c.out_dir), 0, None
     if c.resume and checkpoints(out_dir):
-        state, last = resume_checkpoint(acc, c, fingerprint, d.ema)
+        state, last = resume_checkpoint(acc, c, d.fingerprint, d.ema)
         start = state['step']
     elif c.resume: acc.print(f'resume=True, but {str(out_dir)!r} holds no checkpoint: starting at step 0.')
     if c.log_with is not None:
         acc.init_trackers('boot_nb', config={k: v for k, v in c.saved().items() if not isinstance(v, list)})
     if acc.is_main_process: out_dir.mkdir(parents=True, exist_ok=True); open_log(out_dir / 'log.jsonl', start)
-    return start, last, fingerprint
+    return start, last
 
-def _fixed_draws(teacher, d):
+def _fixed_draws(d):
     """On the main process: the fixed (noise, contexts, teacher samples) of the sample grids and (noise, contexts) of
     the diagnostics, None where they are off."""
     acc, c, grid, diag = d.accelerator, d.config, None, None
     if c.sample_every and acc.is_main_process:
-        n = 16 if len(teacher.sample_shape) == 3 else 1000
-        eps = torch.randn(n, *teacher.sample_shape, generator=torch.Generator(acc.device).manual_seed(c.seed),
+        n = 16 if len(d.teacher.sample_shape) == 3 else 1000
+        eps = torch.randn(n, *d.teacher.sample_shape, generator=torch.Generator(acc.device).manual_seed(c.seed),
                           device=acc.device)
         cond = d.context.cycle(n, acc.device)
         grid = eps, cond, ddim_sample(d.teacher, eps, c.sample_steps, cond)
     if c.diagnose_every and acc.is_main_process:      # noise of its own: the diagnostics change neither run nor resume
-        eps = torch.randn(16, *teacher.sample_shape, generator=torch.Generator(acc.device).manual_seed(c.seed + 1),
+        eps = torch.randn(16, *d.teacher.sample_shape, generator=torch.Generator(acc.device).manual_seed(c.seed + 1),
                           device=acc.device)
         diag = eps, d.context.cycle(16, acc.device)
     return grid, diag
@@ -275,17 +276,17 @@ def _log_line(d, step, vals, t0, bar, diag=None):
         with open(Path(c.out_dir) / 'log.jsonl', 'a') as fh: fh.write(json.dumps(rec) + '\n')
     if c.log_with is not None: acc.log({k: v for k, v in rec.items() if k != 'step'}, step=done)
 
-def _sample_grid(teacher, d, grid, done):
+def _sample_grid(d, grid, done):
     "Write samples/step-N.png: the teacher's DDIM samples beside the student's one-step samples from the same noise."
     (eps, cond, teacher_x), c, out_dir = grid, d.config, Path(d.config.out_dir)
     student_x = one_step_sample(d.accelerator.unwrap_model(d.student).eval(), eps, cond)
-    fig = comparison_figure(teacher, teacher_x, student_x,
+    fig = comparison_figure(d.teacher, teacher_x, student_x,
                             [f'teacher: DDIM, {c.sample_steps} steps', f'student: 1 step, after {done} steps'])
     (out_dir / 'samples').mkdir(exist_ok=True)
     fig.savefig(out_dir / 'samples' / f'step-{done:08d}.png', dpi=100)
 
 # %% ../nbs/08_train.ipynb #822d6a01
-def _finish(teacher, d, done, last, stop):
+def _finish(d, done, last, stop):
     "The student a run returns at step `done`: saved as `out_dir/student` if the run finished; else the way to resume."
     acc, c = d.accelerator, d.config
     student = acc.unwrap_model(d.student, keep_fp32_wrapper=False).eval()   # the user's student: no autocast left on it
@@ -298,7 +299,7 @@ def _finish(teacher, d, done, last, stop):
             with torch.no_grad():
                 for k, v in d.ema.items(): params[k].copy_(v)
         # a BOOTPipeline folder for a diffusers UNet student
-        if acc.is_main_process: save_trained(student, teacher, Path(c.out_dir) / 'student')
+        if acc.is_main_process: save_trained(student, d.teacher, Path(c.out_dir) / 'student')
     acc.wait_for_everyone()
     acc.end_training()
     return student

@@ -132,7 +132,8 @@ def tiny_unet(**kw):
 def test_crafted_pipeline_and_teacher_folders(tmp_path):
     import diffusers
     from boot_nb.pipeline import BOOTPipeline
-    from boot_nb.student import default_t_max, make_student
+    from boot_nb.config import default_t_max
+    from boot_nb.student import make_student
     diffusers.utils.logging.set_verbosity_error()
     marker = tmp_path / 'pwned'
     teacher_dir = tmp_path / 'teacher'
