@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from .config import RESUMABLE, DistillConfig, checkpoints
 from .files import BOOTFileError, check_fields, is_number, load_weights, parse_json, read_json
-from .quality import teacher_fingerprint
+from .exact import teacher_fingerprint
 from .schedules import schedule_config
 from .student_files import save_student
 
