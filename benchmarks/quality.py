@@ -227,15 +227,15 @@ def budget_plot(results, path):
     panels = [(name, m) for name, r in results['cases'].items() for m in ('endpoint', 'fd', 'mmd')
               if m in r['points'][0]['student']]
     fig, axs = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
-    for ax, (name, m) in zip(axs[0], panels):
+    for i, (ax, (name, m)) in enumerate(zip(axs[0], panels)):
         r = results['cases'][name]
         ax.plot([p['samples'] for p in r['points']], [p['student'][m] for p in r['points']], 'o-', color='k',
                 label='BOOT, 1 step')
         for t, colour in zip([t for t in r['teacher'] if t['method'].startswith('teacher DDIM')],
                              plt.cm.viridis([0.1, 0.3, 0.5, 0.7, 0.9])):
             ax.axhline(t[m], ls='--', color=colour, label=t['method'].removeprefix('teacher '))
-        ax.set(xscale='log', yscale='log', xlabel='training samples (steps x batch)', ylabel=m,
-               title=CASES[name]['title'])
+        ax.set(xscale='log', yscale='log', xlabel='training samples (steps x batch)', ylabel=m)
+        if i == 0 or panels[i - 1][0] != name: ax.set_title(CASES[name]['title'], loc='left', fontsize=9)  # once a case
     axs[0][-1].legend(fontsize=7, loc='upper right')
     fig.tight_layout(); fig.savefig(path, dpi=110)
 
