@@ -24,10 +24,9 @@ from pathlib import Path
 
 import torch
 
-from boot_nb.quality import colour_gain
-from boot_nb.sampling import ddim_sample, heun_sample
 from boot_nb.config import default_t_max
-from boot_nb.student import convert_range, copy_gain, copy_t_max, make_student
+from boot_nb.sampling import ddim_sample, heun_sample
+from boot_nb.student import colour_gain, convert_range, copy_gain, copy_t_max, make_student
 from boot_nb.teachers import load_teacher
 from quality import shipped_digits, shipped_digits_eps
 

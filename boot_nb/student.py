@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['MAX_GAIN', 'MIN_GAIN', 'MLPStudent', 'fp32_time_embedding', 'BOOTStudent', 'copy_gain', 'copy_t_max', 'convert_range',
-           'make_student']
+           'make_student', 'colour_gain']
 
 # %% ../nbs/07_student.ipynb #be8b1fd7
 import copy, inspect, math, warnings
@@ -150,6 +150,13 @@ def make_student(teacher, student, t_min, t_max, kind, guidance):
     if not isinstance(student, nn.Module):
         raise ValueError(f'`student` must be an nn.Module, got {type(student).__name__}.')
     return BOOTStudent(student, **info)
+
+# %% ../nbs/07_student.ipynb #82641fb5
+def colour_gain(eps, y):
+    "The least-squares slope of `y`'s per-channel means on `eps`'s (both (B, C, H, W)), averaged over the channels."
+    X, Y = eps.mean((-2, -1)), y.mean((-2, -1))                 # (B, C)
+    X, Y = X - X.mean(0), Y - Y.mean(0)
+    return ((X * Y).sum(0) / X.pow(2).sum(0)).mean().item()
 
 # %% ../nbs/07_student.ipynb #9f342c92
 # re-exported for one release: saving and loading moved to boot_nb.student_files (which imports this module),

@@ -1,7 +1,8 @@
-"""The path a teacher takes through `distill`: the boot_nb functions it is handed to, in call order. Each module that
-takes it must know the teacher interface; a short path, set up once and then left to the loss, keeps that knowledge in
-few places (issue 20)."""
-import inspect, sys
+"""The package's layout: no notebook's exported code imports a later notebook's module (the docs read in order), and
+the path a teacher takes through `distill` is short. Each module the teacher is handed to must know the teacher
+interface; set up once and then left to the loss, that knowledge stays in few places."""
+import inspect, json, re, sys
+from pathlib import Path
 
 import torch
 
@@ -58,3 +59,26 @@ def test_run_helpers_read_the_teacher_from_the_distiller(tmp_path):
     v = visits(teacher_path(Duck(), out_dir=tmp_path, sample_every=1, diagnose_every=1, log_every=1))
     assert v.count('boot_nb.train') <= 2, v           # distill's set-up, and its test batch of both networks
     assert {'boot_nb.plots', 'boot_nb.sampling', 'boot_nb.losses'} <= set(v), v
+
+
+NBS = Path(__file__).parent.parent / 'nbs'
+# imported inside a function, on purpose, each documented in its notebook: `boot-nb` adds its subcommands from
+# cli_jobs (which takes `check_teacher` from cli), and load_student reads a BOOTPipeline folder
+LATER_ON_PURPOSE = {('10_cli', 'cli_jobs'), ('07a_student_files', 'pipeline')}
+
+
+def exported_imports():
+    "(notebook, module it imports, the module's notebook) for every `boot_nb.X` import in an exported cell."
+    nbs = sorted(NBS.glob('[0-9]*.ipynb'))
+    cells = {p.stem: [''.join(c['source']) for c in json.loads(p.read_text())['cells'] if c['cell_type'] == 'code']
+             for p in nbs}
+    home = {m.group(1): nb for nb, cs in cells.items() for c in cs if (m := re.search(r'#\| default_exp (\w+)', c))}
+    return home, [(nb, mod, home[mod]) for nb, cs in cells.items() for c in cs if c.startswith('#| export')
+                  for mod in re.findall(r'^\s*(?:from|import)\s+boot_nb\.(\w+)', c, re.M) if mod in home]
+
+
+def test_no_notebook_exports_an_import_of_a_later_one():
+    home, imports = exported_imports()
+    assert len(home) > 20 and len(imports) > 40, (len(home), len(imports))        # the scan found the package
+    later = {(nb, mod) for nb, mod, at in imports if at > nb}
+    assert later <= LATER_ON_PURPOSE, sorted(later - LATER_ON_PURPOSE)
