@@ -12,6 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 import torch
 from torch import nn
+from fastcore.basics import patch
 from .config import RESUMABLE, DistillConfig, check_out_dir, checkpoints, cpu_threads, make_config, memory_errors
 # re-exported for one release: it lived here
 from .config import out_of_memory
@@ -64,16 +65,6 @@ class Distiller:
         lr = self.lr if c.lr_schedule == 'constant' else self.lr * 0.5 * (1 + math.cos(math.pi * step / c.steps))
         return lr * min(1., (step + 1) / c.lr_warmup) if c.lr_warmup else lr
 
-    def finite_check(self, last_checkpoint):
-        """Raise if a step since the last check had a non-finite loss (its update was skipped); a host sync, done only
-        when logging."""
-        if not self.nonfinite.item(): return
-        first, n = self.first_nonfinite.item(), self.nonfinite.item()
-        raise FloatingPointError(
-            f'Non-finite loss at step {first}{f" (and {n - 1} more since)" if n > 1 else ""}; the update of such a '
-            f'step is skipped, and the run stopped at the next log line. The last good checkpoint is '
-            f'{str(last_checkpoint) if last_checkpoint else "none (no checkpoint was written yet)"}. '
-            'Try a lower lr, bf16 instead of fp16, or a larger r_min; then resume=True continues from that checkpoint.')
 
 # %% ../nbs/08_train.ipynb #4cdbdc02
 def _accelerator(c):
@@ -175,6 +166,19 @@ def _update(d, step, vals):
     # (under fp16 the GradScaler skips a step whose gradients are not finite)
     opt.step(); opt.zero_grad(set_to_none=True)
     if d.ema is not None: d._ema_update(*d._ema_pairs, None)
+
+# %% ../nbs/08_train.ipynb #a756f042
+@patch
+def finite_check(self: Distiller, last_checkpoint):
+    """Raise if a step since the last check had a non-finite loss (its update was skipped); a host sync, done only
+    when logging."""
+    if not self.nonfinite.item(): return
+    first, n = self.first_nonfinite.item(), self.nonfinite.item()
+    raise FloatingPointError(
+        f'Non-finite loss at step {first}{f" (and {n - 1} more since)" if n > 1 else ""}; the update of such a '
+        f'step is skipped, and the run stopped at the next log line. The last good checkpoint is '
+        f'{str(last_checkpoint) if last_checkpoint else "none (no checkpoint was written yet)"}. '
+        'Try a lower lr, bf16 instead of fp16, or a larger r_min; then resume=True continues from that checkpoint.')
 
 # %% ../nbs/08_train.ipynb #b5bad19d
 def distill(teacher, student=None, config=None, **settings):
