@@ -235,6 +235,8 @@ def budget_plot(results, path):
                              plt.cm.viridis([0.1, 0.3, 0.5, 0.7, 0.9])):
             ax.axhline(t[m], ls='--', color=colour, label=t['method'].removeprefix('teacher '))
         ax.set(xscale='log', yscale='log', xlabel='training samples (steps x batch)', ylabel=m)
+        ax.set_xticks([p['samples'] for p in r['points']], [f"{p['samples'] // 1000}k" for p in r['points']])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())      # ticks at the budgets only
         if i == 0 or panels[i - 1][0] != name: ax.set_title(CASES[name]['title'], loc='left', fontsize=9)  # once a case
     axs[0][-1].legend(fontsize=7, loc='upper right')
     fig.tight_layout(); fig.savefig(path, dpi=110)
