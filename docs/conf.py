@@ -52,9 +52,18 @@ mathjax3_config = {'tex': {'packages': {'[-]': ['noundefined']}},  # an unknown 
 def _public(name): return not name.startswith('_')
 
 
+def _patched(d):
+    "The class a fastcore `@patch` function is a method of (its first argument's annotation), or None."
+    if not any(getattr(x, 'id', None) == 'patch' for x in d.decorator_list) or not d.args.args: return None
+    return getattr(d.args.args[0].annotation, 'id', None)
+
+
 def _api_entry(d, module):
     "The reStructuredText that documents one top-level statement of an exported cell ('' if it defines nothing public)."
-    if isinstance(d, ast.FunctionDef) and _public(d.name): return f'.. autofunction:: boot_nb.{module}.{d.name}'
+    if isinstance(d, ast.FunctionDef) and _public(d.name):
+        cls = _patched(d)
+        return (f'.. automethod:: boot_nb.{module}.{cls}.{d.name}' if cls else
+                f'.. autofunction:: boot_nb.{module}.{d.name}')
     if isinstance(d, ast.ClassDef) and _public(d.name):  # the methods it defines, as _modidx lists them (no inherited ones)
         methods = ', '.join(f.name for f in d.body if isinstance(f, ast.FunctionDef) and _public(f.name))
         return f'.. autoclass:: boot_nb.{module}.{d.name}' + (f'\n   :members: {methods}' if methods else '')
