@@ -28,6 +28,16 @@ markdown table and `budget.png` (quality against training samples, the teacher's
 Long budgets can take several sittings: with `--run-dir DIR` each case's run stays in DIR/<case> with the points
 measured so far, and the same command started again (after a kill, or with more budgets) resumes it exactly from its
 last checkpoint and trains only what it has not measured.
+
+Two references tell where a budget curve could go. `--fixed-point` measures, without training, the endpoint of the
+bootstrapping loss's exact minimiser (the teacher's own chain of delta steps) for several delta: the floor that delta
+and the solver set. `--regression PAIRS` (with `--budgets`) trains the same student with the same optimiser by
+regression on PAIRS teacher ODE endpoints instead of BOOT: what this student reaches in that many steps when it is
+given the answers.
+
+    python benchmarks/quality.py --cases digits-unet digits-unet-eps --fixed-point
+    python benchmarks/quality.py --cases digits-unet --budgets 1 2 4 --regression 8192 --set ema_decay=0.999 \\
+        --run-dir benchmarks/runs/regression --out benchmarks/results/budget-regression.json
 """
 import argparse, json, platform, tempfile, time
 from pathlib import Path
@@ -102,15 +112,15 @@ CASES = {
 }
 
 
-def evaluate(teacher, student, case, seed):
-    "`compare_to_ddim` rows of `student` on the case's fixed noise (seed + 1) and data."
+def evaluate(teacher, student, case, seed, teacher_runs=None):
+    "`compare_to_ddim` rows of `student` on the case's fixed noise (seed + 1) and data (`teacher_runs`: its cache)."
     g = torch.Generator().manual_seed(seed + 1)
     n = case['n']
     eps = torch.randn(n, *teacher.sample_shape, generator=g)
     data = teacher.sample(n, generator=g) if hasattr(teacher, 'sample') else _digit_data(n, teacher)
     return compare_to_ddim(teacher, student, eps, data=data,
                            features=digit_features if case['metric'] == 'fd' else None, ddim_steps=DDIM_STEPS,
-                           ref_steps=case['ref_steps'], batch_size=n)
+                           ref_steps=case['ref_steps'], batch_size=n, teacher_runs=teacher_runs)
 
 
 def _start(case, seed):
@@ -202,6 +212,89 @@ def run_budgets(name, case, budgets, seed=0, steps_scale=1., settings={}, run_di
             'teacher': [r for r in rows if r['method'] != STUDENT], 'points': sorted(points, key=lambda p: p['budget'])}
 
 
+def run_regression(name, case, budgets, seed=0, steps_scale=1., settings={}, run_dir=None, pool=8192):
+    """The same student and optimiser as `run_budgets`, trained instead by regression on the teacher's ODE endpoints
+    (Heun, the case's reference steps) of `pool` fixed noises, disjoint from the evaluation noise: one-step distillation
+    with paired data (Luhman & Luhman, 2021), the teacher runs BOOT avoids. It bounds what this student reaches in this
+    many steps when it is told the answer; points are evaluated as BOOT's, after each budget."""
+    from boot_nb.config import DistillConfig
+    from boot_nb.losses import l2
+    from boot_nb.quality import sample_batched
+    from boot_nb.sampling import heun_sample
+    from boot_nb.student import make_student
+    print(f'\n== {name}, regression on {pool} teacher endpoints: budgets {budgets} x {case["steps"]} steps', flush=True)
+    teacher, student = _start(case, seed)
+    c = DistillConfig(lr=case.get('lr'), ema_decay=settings.get('ema_decay')).resolve(teacher, student, device='cpu')
+    student = make_student(teacher, student, c.t_min, c.t_max, None, None)
+    cache = Path(run_dir) / f'{name}-pairs.pt' if run_dir else None
+    if cache and cache.exists(): eps, ref = torch.load(cache).values()
+    else:
+        t0 = time.time()
+        eps = torch.randn(pool, *teacher.sample_shape, generator=torch.Generator().manual_seed(seed + 100))
+        ref = sample_batched(lambda x, cond: heun_sample(teacher, x, case['ref_steps']), eps, batch_size=256)
+        print(f'{pool} teacher endpoints in {time.time() - t0:.0f} s', flush=True)
+        if cache: cache.parent.mkdir(parents=True, exist_ok=True); torch.save({'eps': eps, 'ref': ref}, cache)
+    lr = c.lr if c.lr is not None else 1e-4 if case['student'] is None else 1e-3         # distill's default
+    opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.)
+    ema = torch.optim.swa_utils.AveragedModel(student, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(
+        c.ema_decay)) if c.ema_decay else None
+    g, base = torch.Generator().manual_seed(seed), max(1, round(case['steps'] * steps_scale))
+    done, points, t0 = 0, [], time.time()
+    for b in sorted(budgets):
+        for _ in range(round(base * b) - done):
+            i = torch.randint(pool, (case['batch_size'],), generator=g)
+            t = torch.full((len(i),), c.t_min)
+            loss = l2(student(eps[i], t), ref[i]).mean()            # BOOT's distance d
+            opt.zero_grad(); loss.backward()
+            torch.nn.utils.clip_grad_norm_(student.parameters(), c.grad_clip); opt.step()
+            if ema: ema.update_parameters(student)
+        done = round(base * b)
+        sampler = ema.module if ema else student
+        rows = evaluate(teacher, sampler, case, seed)
+        by = {r['method']: r for r in rows}
+        points.append({'budget': b, 'steps': done, 'samples': done * case['batch_size'],
+                       'wall_s': round(time.time() - t0, 1), 'student': by[STUDENT]})
+        print(f'{b:g}x ({done} steps): ' +
+              ', '.join(f'{k} {v:.4g}' for k, v in by[STUDENT].items() if isinstance(v, float)), flush=True)
+    return {'steps': base, 'batch_size': case['batch_size'], 'lr': lr, 'lr_schedule': 'constant',
+            'settings': {'regression_pairs': pool, **settings}, 't_max': c.t_max, 'samples': case['n'],
+            'teacher': [r for r in rows if r['method'] != STUDENT], 'points': points}
+
+
+@torch.no_grad()
+def fixed_point(name, case, deltas=(0.3, 0.15, 0.1, 0.05), seed=0):
+    """The endpoint BOOT's bootstrapping loss would reach if it were minimised exactly: its fixed point is the teacher's
+    own chain of signal-ODE steps s = max(t - delta, t_min) down from the boundary y(t_max) = f(eps, t_max) (Algorithm
+    1's geometry), so the chain's distance to the teacher's ODE endpoint is the floor that delta and the solver set;
+    what a student is above it, training has not reached."""
+    from boot_nb.config import DistillConfig
+    from boot_nb.sampling import signal_step
+    print(f'\n== {name}: fixed points of L^BS', flush=True)
+    teacher, _ = _start(case, seed)
+    c = DistillConfig(lr=case.get('lr')).resolve(teacher, device='cpu')
+    class Chain:                  # the chain as a "student": one_step_sample calls it at t_min
+        sample_shape, t_min = teacher.sample_shape, c.t_min
+        def __init__(self, delta, solver): self.delta, self.solver = delta, solver
+        def __call__(self, eps, t, cond=None):
+            n, t = len(eps), c.t_max
+            y = teacher(eps, torch.full((n,), t), cond)
+            while t > c.t_min:
+                s = max(t - self.delta, c.t_min)
+                y = signal_step(teacher, y, eps, torch.full((n,), t), torch.full((n,), s), cond, self.solver)
+                t = s
+            return y
+    rows, runs = [], {}
+    for delta in deltas:
+        for solver in ('heun', 'ddim'):
+            by = {r['method']: r for r in evaluate(teacher, Chain(delta, solver), case, seed, runs)}
+            rows.append({'delta': delta, 'solver': solver,
+                         **{k: v for k, v in by[STUDENT].items() if k not in ('method', 'nfe')}})
+            print(f'delta {delta:g}, {solver}: ' + ', '.join(f'{k} {v:.4g}' for k, v in by[STUDENT].items()
+                                                             if isinstance(v, float)), flush=True)
+    return {'teacher': [r for r in by.values() if r['method'] != STUDENT], 't_min': c.t_min, 't_max': c.t_max,
+            'samples': case['n'], 'reference': f'Heun, {case["ref_steps"]} steps', 'rows': rows}
+
+
 def budget_table(results):
     "Markdown: per case and metric, the student after each budget beside the teacher's DDIM-k."
     lines = []
@@ -217,6 +310,21 @@ def budget_table(results):
         lines += [f'| **student, {p["budget"]:g}x ({p["steps"]} steps)** | ' +
                   ' | '.join(f'**{p["student"][m]:.3g}**' for m in metrics) + ' |'
                   for p in r['points']]
+    return '\n'.join(lines)
+
+
+def fixed_point_table(results):
+    "Markdown: per case, the endpoint (and FD or MMD) of L^BS's fixed point for each delta and solver."
+    lines = []
+    for name, r in results['cases'].items():
+        metrics = [m for m in ('endpoint', 'fd', 'mmd') if m in r['rows'][0]]
+        lines += [f'\n**{CASES[name]["title"]}** (t_min {r["t_min"]:g}, t_max {r["t_max"]:g}; '
+                  f'{r["samples"]} samples)\n',
+                  '| | ' + ' | '.join(metrics) + ' |', '|---|' + '---|' * len(metrics)]
+        lines += [f'| teacher {t["method"].removeprefix("teacher ")} | ' + ' | '.join(f'{t[m]:.3g}' for m in metrics) +
+                  ' |' for t in r['teacher'] if t['method'].startswith('teacher DDIM-') and t['nfe'] >= 10]
+        lines += [f'| fixed point, delta {p["delta"]:g}, {p["solver"]} target | ' +
+                  ' | '.join(f'{p[m]:.3g}' for m in metrics) + ' |' for p in r['rows']]
     return '\n'.join(lines)
 
 
@@ -257,6 +365,12 @@ def main(argv=None):
                         'values read as Python literals)')
     p.add_argument('--budgets', type=float, nargs='+',
                    help='multiples of each case\'s steps: one constant-lr run evaluated after each')
+    p.add_argument('--fixed-point', action='store_true',
+                   help="instead of training: the endpoint of the bootstrapping loss's exact minimiser for several "
+                        'delta (default --out: benchmarks/results/fixed-point.json)')
+    p.add_argument('--regression', type=int, metavar='PAIRS',
+                   help='with --budgets: train the same student by regression on PAIRS teacher endpoints instead of '
+                        'BOOT (the paired-data reference)')
     p.add_argument('--run-dir', help='with --budgets: keep each case\'s run in RUN_DIR/<case>, so that the command '
                                      'started again continues it (long budgets over several sittings)')
     args = p.parse_args(argv)
@@ -265,20 +379,27 @@ def main(argv=None):
     settings = {k: ast.literal_eval(v) if v[:1] in '0123456789.-[(' or v in ('True', 'False', 'None') else v
                 for k, v in (a.split('=', 1) for a in args.set)}
     torch.set_num_threads(args.threads)
-    out = Path(args.out or f'benchmarks/results/{"budget" if args.budgets else "quality"}.json')
+    kind = 'fixed-point' if args.fixed_point else 'budget' if args.budgets else 'quality'
+    out = Path(args.out or f'benchmarks/results/{kind}.json')
     # Cases run before (e.g. by an earlier `--cases ...`) stay in the file; the ones run now replace theirs.
     results = json.loads(out.read_text()) if out.exists() else {'cases': {}}
     machine = f'{platform.machine()} CPU, torch {torch.__version__}, {args.threads} thread(s)'
     start = time.time()
     for name in args.cases:
-        run = run_budgets(name, CASES[name], args.budgets, args.seed, args.steps_scale, settings,
-                          args.run_dir) if args.budgets else \
+        run = fixed_point(name, CASES[name], seed=args.seed) if args.fixed_point else \
+            (run_regression if args.regression else run_budgets)(
+            name, CASES[name], args.budgets, args.seed, args.steps_scale, settings, args.run_dir,
+            **({'pool': args.regression} if args.regression else {})) if args.budgets else \
             run_case(name, CASES[name], args.seed, args.steps_scale, settings, args.eval_seed)
         results['cases'][name] = {'machine': machine, 'seed': args.seed,
                                   'eval_seed': args.seed if args.eval_seed is None else args.eval_seed, **run}
     results['cases'] = {k: results['cases'][k] for k in CASES if k in results['cases']}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
+    if args.fixed_point:
+        out.with_suffix('.md').write_text(fixed_point_table(results) + '\n')
+        print(f'\nwrote {out} and {out.with_suffix(".md")}\n{fixed_point_table(results)}')
+        return results
     if args.budgets:
         budget_plot(results, out.with_suffix('.png'))
         out.with_suffix('.md').write_text(budget_table(results) + '\n')

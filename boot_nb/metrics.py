@@ -18,10 +18,10 @@ from .install import moved
 from .digits import (CLASSIFIER_DIR, DigitClassifier, classify, digit_features, digit_scores, digit_split,
                             load_digit_classifier, plot_digits, save_digit_classifier, train_digit_classifier)
 
-# re-exported for one release: they moved to boot_nb.quality (which imports this module)
-__getattr__ = moved(__name__, dict.fromkeys(['sample_batched', 'compare_to_ddim', 'quality_table',
-                                             'teacher_fingerprint', 'quality_cache_dir', 'quality_plot',
-                                             'quality_report'], 'quality'))
+# re-exported for one release: they moved to boot_nb.quality (which imports this module), teacher_fingerprint to exact
+__getattr__ = moved(__name__, {**dict.fromkeys(['sample_batched', 'compare_to_ddim', 'quality_table',
+                                                'quality_cache_dir', 'quality_plot', 'quality_report'], 'quality'),
+                               'teacher_fingerprint': 'exact'})
 
 # %% ../nbs/09a_metrics.ipynb #fea971f4
 class FeatureInput(nn.Module):

@@ -34,3 +34,32 @@ def test_a_run_dir_continues_the_budgets_it_has_not_measured(tmp_path, capsys):
     assert again['teacher'] == whole['teacher']
     done = q.run_budgets('tiny', TINY, [1, 2, 3], run_dir=tmp_path)         # nothing left to train: the saved student
     assert done['points'] == again['points'] and done['teacher'] == whole['teacher']
+
+
+def test_the_fixed_point_is_the_teachers_chain_of_delta_steps():
+    """With alpha(t_max) = 0 the chain's start does not matter, so a delta that divides [t_min, t_max] gives Heun-k's
+    signal; a coarse DDIM chain is far worse."""
+    import torch
+    from boot_nb.sampling import heun_sample
+    q = _quality()
+    r = q.fixed_point('tiny', TINY, deltas=((1 - 0.002) / 4, 0.6))
+    heun4, coarse_ddim = r['rows'][0], r['rows'][3]
+    teacher = ring_mixture()
+    eps = torch.randn(TINY['n'], *teacher.sample_shape, generator=torch.Generator().manual_seed(1))
+    ref = heun_sample(teacher, eps, TINY['ref_steps'])
+    y = heun_sample(teacher, eps, 4, t_min=0.002, trajectory=True)[1][-1]     # the signal at t_min, as a student's
+    want = (y - ref).norm(dim=1).mean().item()
+    assert (heun4['delta'], heun4['solver']) == (r['rows'][0]['delta'], 'heun')
+    assert abs(heun4['endpoint'] - want) < 1e-3 * want, (heun4, want)
+    assert coarse_ddim['solver'] == 'ddim' and coarse_ddim['endpoint'] > 3 * heun4['endpoint'], r['rows']
+
+
+def test_regression_on_teacher_endpoints_trains_the_student_toward_them(tmp_path):
+    q = _quality()
+    case = {**TINY, 'steps': 50, 'lr': 1e-2}
+    r = q.run_regression('tiny', case, [1, 4], pool=256, run_dir=tmp_path)
+    first, last = (p['student']['endpoint'] for p in r['points'])
+    assert [p['steps'] for p in r['points']] == [50, 200] and last < 0.7 * first, r['points']
+    assert (tmp_path / 'tiny-pairs.pt').is_file()
+    again = q.run_regression('tiny', case, [1, 4], pool=256, run_dir=tmp_path)     # the cached pairs: the same run
+    assert again['points'][-1]['student'] == r['points'][-1]['student']
