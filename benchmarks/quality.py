@@ -328,22 +328,29 @@ def fixed_point_table(results):
     return '\n'.join(lines)
 
 
-def budget_plot(results, path):
-    "Quality against training samples, one panel per case and metric; the teacher's DDIM-k as horizontal lines."
+def _curve(run):
+    return 'regression on teacher endpoints' if 'regression_pairs' in run.get('settings', {}) else 'BOOT, 1 step'
+
+
+def budget_plot(results, path, beside=()):
+    """Quality against training samples, one panel per case and metric; the teacher's DDIM-k as horizontal lines;
+    `beside`: other budget results whose curves of the same cases join them."""
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     panels = [(name, m) for name, r in results['cases'].items() for m in ('endpoint', 'fd', 'mmd')
               if m in r['points'][0]['student']]
     fig, axs = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
     for i, (ax, (name, m)) in enumerate(zip(axs[0], panels)):
-        r = results['cases'][name]
-        ax.plot([p['samples'] for p in r['points']], [p['student'][m] for p in r['points']], 'o-', color='k',
-                label='BOOT, 1 step')
-        for t, colour in zip([t for t in r['teacher'] if t['method'].startswith('teacher DDIM')],
+        runs = [results['cases'][name]] + [b['cases'][name] for b in beside if name in b['cases']]
+        for run, style in zip(runs, ('o-k', 's:C3', '^:C0')):
+            ax.plot([p['samples'] for p in run['points']], [p['student'][m] for p in run['points']], style,
+                    label=_curve(run))
+        for t, colour in zip([t for t in runs[0]['teacher'] if t['method'].startswith('teacher DDIM')],
                              plt.cm.viridis([0.1, 0.3, 0.5, 0.7, 0.9])):
             ax.axhline(t[m], ls='--', color=colour, label=t['method'].removeprefix('teacher '))
         ax.set(xscale='log', yscale='log', xlabel='training samples (steps x batch)', ylabel=m)
-        ax.set_xticks([p['samples'] for p in r['points']], [f"{p['samples'] // 1000}k" for p in r['points']])
+        ticks = sorted({p['samples'] for run in runs for p in run['points']})
+        ax.set_xticks(ticks, [f'{n // 1000}k' for n in ticks])
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())      # ticks at the budgets only
         if i == 0 or panels[i - 1][0] != name: ax.set_title(CASES[name]['title'], loc='left', fontsize=9)  # once a case
     axs[0][-1].legend(fontsize=7, loc='upper right')
@@ -371,10 +378,16 @@ def main(argv=None):
     p.add_argument('--regression', type=int, metavar='PAIRS',
                    help='with --budgets: train the same student by regression on PAIRS teacher endpoints instead of '
                         'BOOT (the paired-data reference)')
+    p.add_argument('--beside', nargs='+', default=[], metavar='JSON',
+                   help="with --budgets: other budget results whose curves join this run's in the figure")
+    p.add_argument('--replot', action='store_true',
+                   help="with --budgets: train nothing, draw --out's figure and table again (with --beside)")
     p.add_argument('--run-dir', help='with --budgets: keep each case\'s run in RUN_DIR/<case>, so that the command '
                                      'started again continues it (long budgets over several sittings)')
     args = p.parse_args(argv)
     if args.budgets and args.eval_seed is not None: p.error('--eval-seed is for single runs, not --budgets')
+    if (args.replot or args.beside or args.regression) and not args.budgets:
+        p.error('--replot, --beside and --regression go with --budgets')
     import ast
     settings = {k: ast.literal_eval(v) if v[:1] in '0123456789.-[(' or v in ('True', 'False', 'None') else v
                 for k, v in (a.split('=', 1) for a in args.set)}
@@ -385,7 +398,7 @@ def main(argv=None):
     results = json.loads(out.read_text()) if out.exists() else {'cases': {}}
     machine = f'{platform.machine()} CPU, torch {torch.__version__}, {args.threads} thread(s)'
     start = time.time()
-    for name in args.cases:
+    for name in [] if args.replot else args.cases:
         run = fixed_point(name, CASES[name], seed=args.seed) if args.fixed_point else \
             (run_regression if args.regression else run_budgets)(
             name, CASES[name], args.budgets, args.seed, args.steps_scale, settings, args.run_dir,
@@ -401,7 +414,7 @@ def main(argv=None):
         print(f'\nwrote {out} and {out.with_suffix(".md")}\n{fixed_point_table(results)}')
         return results
     if args.budgets:
-        budget_plot(results, out.with_suffix('.png'))
+        budget_plot(results, out.with_suffix('.png'), [json.loads(Path(f).read_text()) for f in args.beside])
         out.with_suffix('.md').write_text(budget_table(results) + '\n')
         print(f'\nwrote {out}, {out.with_suffix(".md")} and {out.with_suffix(".png")} ({time.time() - start:.0f} '
               f's)\n{budget_table(results)}')
