@@ -215,8 +215,9 @@ def run_budgets(name, case, budgets, seed=0, steps_scale=1., settings={}, run_di
 def run_regression(name, case, budgets, seed=0, steps_scale=1., settings={}, run_dir=None, pool=8192):
     """The same student and optimiser as `run_budgets`, trained instead by regression on the teacher's ODE endpoints
     (Heun, the case's reference steps) of `pool` fixed noises, disjoint from the evaluation noise: one-step distillation
-    with paired data (Luhman & Luhman, 2021), the teacher runs BOOT avoids. It bounds what this student reaches in this
-    many steps when it is told the answer; points are evaluated as BOOT's, after each budget."""
+    with paired data (Luhman & Luhman, 2021), the teacher runs BOOT avoids. It shows what this student reaches in this
+    many steps when it is told the answers; points are evaluated as BOOT's, after each budget. With `run_dir` the pairs
+    are kept there for the next run."""
     from boot_nb.config import DistillConfig
     from boot_nb.losses import l2
     from boot_nb.quality import sample_batched
@@ -226,8 +227,10 @@ def run_regression(name, case, budgets, seed=0, steps_scale=1., settings={}, run
     teacher, student = _start(case, seed)
     c = DistillConfig(lr=case.get('lr'), ema_decay=settings.get('ema_decay')).resolve(teacher, student, device='cpu')
     student = make_student(teacher, student, c.t_min, c.t_max, None, None)
-    cache = Path(run_dir) / f'{name}-pairs.pt' if run_dir else None
-    if cache and cache.exists(): eps, ref = torch.load(cache).values()
+    cache = Path(run_dir) / f'{name}-pairs{pool}-seed{seed}.pt' if run_dir else None
+    if cache and cache.exists():
+        pairs = torch.load(cache, weights_only=True)                    # tensors only: a file runs no code
+        eps, ref = pairs['eps'], pairs['ref']
     else:
         t0 = time.time()
         eps = torch.randn(pool, *teacher.sample_shape, generator=torch.Generator().manual_seed(seed + 100))
@@ -263,10 +266,11 @@ def run_regression(name, case, budgets, seed=0, steps_scale=1., settings={}, run
 
 @torch.no_grad()
 def fixed_point(name, case, deltas=(0.3, 0.15, 0.1, 0.05), seed=0):
-    """The endpoint BOOT's bootstrapping loss would reach if it were minimised exactly: its fixed point is the teacher's
-    own chain of signal-ODE steps s = max(t - delta, t_min) down from the boundary y(t_max) = f(eps, t_max) (Algorithm
-    1's geometry), so the chain's distance to the teacher's ODE endpoint is the floor that delta and the solver set;
-    what a student is above it, training has not reached."""
+    """The endpoint BOOT's bootstrapping loss would reach if it were minimised exactly: on the times t_max - k delta its
+    zero is the teacher's own chain of signal-ODE steps s = max(t - delta, t_min) down from the boundary y(t_max) =
+    f(eps, t_max) (Algorithm 1's geometry; chains from other t differ by the same discretisation error), so the chain's
+    distance to the teacher's ODE endpoint is the floor that delta and the solver set; what a student is above it,
+    training has not reached."""
     from boot_nb.config import DistillConfig
     from boot_nb.sampling import signal_step
     print(f'\n== {name}: fixed points of L^BS', flush=True)
