@@ -221,7 +221,7 @@ def run_regression(name, case, budgets, seed=0, steps_scale=1., settings={}, run
     from boot_nb.config import DistillConfig
     from boot_nb.losses import l2
     from boot_nb.quality import sample_batched
-    from boot_nb.sampling import heun_sample
+    from boot_nb.sampling import heun_sample, one_step_sample
     from boot_nb.student import make_student
     print(f'\n== {name}, regression on {pool} teacher endpoints: budgets {budgets} x {case["steps"]} steps', flush=True)
     teacher, student = _start(case, seed)
@@ -255,6 +255,9 @@ def run_regression(name, case, budgets, seed=0, steps_scale=1., settings={}, run
         sampler = ema.module if ema else student
         rows = evaluate(teacher, sampler, case, seed)
         by = {r['method']: r for r in rows}
+        # the same distance on pairs it trained on: a gap to the evaluation noise's endpoint is over-fitting the pool
+        seen = one_step_sample(sampler, eps[:case['n']])
+        by[STUDENT]['endpoint_on_pairs'] = (seen - ref[:case['n']]).flatten(1).norm(dim=1).mean().item()
         points.append({'budget': b, 'steps': done, 'samples': done * case['batch_size'],
                        'wall_s': round(time.time() - t0, 1), 'student': by[STUDENT]})
         print(f'{b:g}x ({done} steps): ' +

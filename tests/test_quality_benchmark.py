@@ -60,6 +60,8 @@ def test_regression_on_teacher_endpoints_trains_the_student_toward_them(tmp_path
     r = q.run_regression('tiny', case, [1, 4], pool=256, run_dir=tmp_path)
     first, last = (p['student']['endpoint'] for p in r['points'])
     assert [p['steps'] for p in r['points']] == [50, 200] and last < 0.7 * first, r['points']
+    on_pairs = [p['student']['endpoint_on_pairs'] for p in r['points']]      # the pairs it trained on, too
+    assert on_pairs[1] < 0.7 * on_pairs[0], on_pairs
     assert (tmp_path / 'tiny-pairs256-seed0.pt').is_file()
     again = q.run_regression('tiny', case, [1, 4], pool=256, run_dir=tmp_path)     # the cached pairs: the same run
     assert again['points'][-1]['student'] == r['points'][-1]['student']
