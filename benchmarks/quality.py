@@ -216,7 +216,8 @@ def run_regression(name, case, budgets, seed=0, steps_scale=1., settings={}, run
     """The same student and optimiser as `run_budgets`, trained instead by regression on the teacher's ODE endpoints
     (Heun, the case's reference steps) of `pool` fixed noises, disjoint from the evaluation noise: one-step distillation
     with paired data (Luhman & Luhman, 2021), the teacher runs BOOT avoids. It shows what this student reaches in this
-    many steps when it is told the answers; points are evaluated as BOOT's, after each budget. With `run_dir` the pairs
+    many steps when it is told the answers for `pool` noises (a small pool is learnt by heart: compare each point's
+    `endpoint_on_pairs` with its endpoint); points are evaluated as BOOT's, after each budget. With `run_dir` the pairs
     are kept there for the next run."""
     from boot_nb.config import DistillConfig
     from boot_nb.losses import l2
