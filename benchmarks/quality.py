@@ -33,11 +33,13 @@ Two references tell where a budget curve could go. `--fixed-point` measures, wit
 bootstrapping loss's exact minimiser (the teacher's own chain of delta steps) for several delta: the floor that delta
 and the solver set. `--regression PAIRS` (with `--budgets`) trains the same student with the same optimiser by
 regression on PAIRS teacher ODE endpoints instead of BOOT: what this student reaches in that many steps when it is
-given the answers.
+given the answers for PAIRS noises (a small pool is learnt by heart: each point also reports `endpoint_on_pairs`).
+`--beside JSON` draws another budget run's curves in the same figure; `--replot` redraws --out's without training.
 
     python benchmarks/quality.py --cases digits-unet digits-unet-eps --fixed-point
-    python benchmarks/quality.py --cases digits-unet --budgets 1 2 4 --regression 8192 --set ema_decay=0.999 \\
-        --run-dir benchmarks/runs/regression --out benchmarks/results/budget-regression.json
+    python benchmarks/quality.py --cases digits-unet --budgets 1 2 4 8 --regression 8192 --set ema_decay=0.999 \\
+        --run-dir benchmarks/runs/regression --out benchmarks/results/budget-regression.json \\
+        --beside benchmarks/results/budget-ema-16x.json
 """
 import argparse, json, platform, tempfile, time
 from pathlib import Path
@@ -230,8 +232,12 @@ def run_regression(name, case, budgets, seed=0, steps_scale=1., settings={}, run
     student = make_student(teacher, student, c.t_min, c.t_max, None, None)
     cache = Path(run_dir) / f'{name}-pairs{pool}-seed{seed}.pt' if run_dir else None
     if cache and cache.exists():
-        pairs = torch.load(cache, weights_only=True)                    # tensors only: a file runs no code
-        eps, ref = pairs['eps'], pairs['ref']
+        try:
+            pairs = torch.load(cache, weights_only=True)                # tensors only: a file runs no code
+            eps, ref = pairs['eps'], pairs['ref']
+        except Exception as e:
+            raise SystemExit(f'quality.py: the cached pairs {str(cache)!r} cannot be read ({e}): delete the file, '
+                             'and the next run makes them again.') from None
     else:
         t0 = time.time()
         eps = torch.randn(pool, *teacher.sample_shape, generator=torch.Generator().manual_seed(seed + 100))
@@ -365,6 +371,16 @@ def budget_plot(results, path, beside=()):
     fig.tight_layout(); fig.savefig(path, dpi=110)
 
 
+def _read_budgets(path, parser):
+    "The budget results in the JSON file `path` (for --beside), or a clear error."
+    try: results = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e: parser.error(f'--beside {path}: cannot read it as JSON ({e})')
+    if not (isinstance(results, dict) and isinstance(results.get('cases'), dict)
+            and all(isinstance(r, dict) and 'points' in r for r in results['cases'].values())):
+        parser.error(f'--beside {path}: not the results of a --budgets run (no cases with points)')
+    return results
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--cases', nargs='+', default=list(CASES), choices=list(CASES))
@@ -394,11 +410,17 @@ def main(argv=None):
                                      'started again continues it (long budgets over several sittings)')
     args = p.parse_args(argv)
     if args.budgets and args.eval_seed is not None: p.error('--eval-seed is for single runs, not --budgets')
+    if args.replot and not Path(args.out or 'benchmarks/results/budget.json').is_file():
+        p.error('--replot redraws the results in --out, and there are none yet: run the budgets first')
     if (args.replot or args.beside or args.regression) and not args.budgets:
         p.error('--replot, --beside and --regression go with --budgets')
     import ast
     settings = {k: ast.literal_eval(v) if v[:1] in '0123456789.-[(' or v in ('True', 'False', 'None') else v
                 for k, v in (a.split('=', 1) for a in args.set)}
+    if args.regression and set(settings) - {'ema_decay'}:
+        p.error(f'--regression takes only --set ema_decay=..., not {sorted(set(settings) - {"ema_decay"})}: the '
+                "regression has no BOOT settings, and its batch and lr are the case's")
+    beside = [_read_budgets(f, p) for f in args.beside]
     torch.set_num_threads(args.threads)
     kind = 'fixed-point' if args.fixed_point else 'budget' if args.budgets else 'quality'
     out = Path(args.out or f'benchmarks/results/{kind}.json')
@@ -422,7 +444,7 @@ def main(argv=None):
         print(f'\nwrote {out} and {out.with_suffix(".md")}\n{fixed_point_table(results)}')
         return results
     if args.budgets:
-        budget_plot(results, out.with_suffix('.png'), [json.loads(Path(f).read_text()) for f in args.beside])
+        budget_plot(results, out.with_suffix('.png'), beside)
         out.with_suffix('.md').write_text(budget_table(results) + '\n')
         print(f'\nwrote {out}, {out.with_suffix(".md")} and {out.with_suffix(".png")} ({time.time() - start:.0f} '
               f's)\n{budget_table(results)}')

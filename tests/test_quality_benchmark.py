@@ -65,3 +65,20 @@ def test_regression_on_teacher_endpoints_trains_the_student_toward_them(tmp_path
     assert (tmp_path / 'tiny-pairs256-seed0.pt').is_file()
     again = q.run_regression('tiny', case, [1, 4], pool=256, run_dir=tmp_path)     # the cached pairs: the same run
     assert again['points'][-1]['student'] == r['points'][-1]['student']
+
+
+def test_odd_inputs_get_a_clear_error_not_a_traceback(tmp_path, capsys):
+    import pytest
+    q = _quality()
+    bad = tmp_path / 'bad.json'; bad.write_text('{"cases": {"digits-unet": ')           # cut short
+    other = tmp_path / 'other.json'; other.write_text('{"cases": {"digits-unet": {"rows": []}}}')   # not --budgets
+    for argv, says in [(['--budgets', '1', '--beside', str(bad)], 'cannot read it as JSON'),
+                       (['--budgets', '1', '--beside', str(other)], 'not the results of a --budgets run'),
+                       (['--budgets', '1', '--regression', '8', '--set', 'batch_size=8'], 'takes only --set ema_decay'),
+                       (['--budgets', '1', '--replot', '--out', str(tmp_path / 'none.json')], 'there are none yet')]:
+        with pytest.raises(SystemExit):
+            q.main(['--cases', 'gmm2d', *argv])
+        assert says in capsys.readouterr().err, argv
+    (tmp_path / 'tiny-pairs256-seed0.pt').write_bytes(b'PK\x03\x04 half a file')
+    with pytest.raises(SystemExit, match='cannot be read.*delete the file'):
+        q.run_regression('tiny', TINY, [1], pool=256, run_dir=tmp_path)
